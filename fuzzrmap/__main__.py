@@ -1,0 +1,3 @@
+from fuzzrmap.cli import main
+
+raise SystemExit(main())

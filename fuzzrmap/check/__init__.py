@@ -1,0 +1,36 @@
+"""The checker: invariants I1-I11 of the model specification.
+
+Checks run *inside* the model, at the step where a property must hold (the
+return of ``folio_lock_anon_vma_read``, an unlock, a free, a walk step), plus
+a final sweep when every thread has returned.  A broken invariant raises
+:class:`~fuzzrmap.sched.scheduler.Violation`, which ends the schedule with a
+:class:`~fuzzrmap.sched.trace.Failure` naming the invariant id, its class
+(SAFETY or ACCURACY, as the spec's section 3 assigns them), the task, the step
+and the values involved.
+
+Accuracy misses of unlocked rmap walkers (I10c) exist in the fixed kernel too
+(spec section 4.4): they are recorded as events and never fail a schedule.
+"""
+
+from __future__ import annotations
+
+from fuzzrmap.sched.api import RUNNING
+from fuzzrmap.sched.scheduler import Violation
+from fuzzrmap.sched.trace import ACCURACY, SAFETY, Failure
+
+__all__ = ["ACCURACY", "SAFETY", "violation", "event"]
+
+
+def _failure(invariant: str, kind: str, message: str) -> Failure:
+    task, sched = RUNNING.task, RUNNING.sched
+    return Failure(invariant, kind, task.role, sched.step_index, message)
+
+
+def violation(invariant: str, kind: str, message: str) -> Violation:
+    """Build the exception that fails the schedule; the caller raises it."""
+    return Violation(_failure(invariant, kind, message))
+
+
+def event(invariant: str, message: str) -> None:
+    """Record an accuracy event that does not fail the schedule."""
+    RUNNING.sched.record(_failure(invariant, ACCURACY, message))

@@ -1,0 +1,196 @@
+"""The ``fuzzrmap`` command line: list, fuzz, replay.
+
+Exit codes: 0 - nothing found (fuzz) or nothing to reproduce (replay);
+1 - a failure was found or reproduced; 2 - bad input (unknown scenario or
+variant, bad flag, unreadable, malformed or stale seed file, a seed file that
+diverges from the model), always as one line on stderr, never a traceback;
+130 - interrupted (what was found before is already on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from fuzzrmap import engine, report
+from fuzzrmap import scenario as registry
+from fuzzrmap.sched import seedfile
+from fuzzrmap.sched.strategies import STRATEGIES
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(message)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 2**32-1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fuzzrmap", description="Deterministic interleaving fuzzer for kernel rmap locking.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+
+    ls = sub.add_parser("list", help="scenarios, their variants and expected verdicts")
+    ls.add_argument("--json", action="store_true")
+
+    fz = sub.add_parser("fuzz", help="run schedules until a failure is found")
+    fz.add_argument("scenario")
+    fz.add_argument("--variant", default="fixed")
+    fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default 10000)")
+    fz.add_argument("--seed", type=_seed, default=0)
+    fz.add_argument("--strategy", choices=sorted(STRATEGIES), default="random")
+    fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
+                    help="direct (fast loop) or trio (trio tasks); same schedules either way")
+    fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
+    fz.add_argument("--json", action="store_true")
+
+    rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
+    rp.add_argument("seedfile", type=Path)
+    rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
+    rp.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay}[args.command](args)
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
+        msg = e.args[0] if e.args else str(e)
+        print(f"fuzzrmap: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_list(args) -> int:
+    scenarios = registry.scenarios()
+    if args.json:
+        print(json.dumps([{"scenario": s.name, "spec": s.spec, "summary": s.summary,
+                           "variants": [{"name": v.name, "expect": v.expect, "summary": v.summary}
+                                        for v in s.variants]}
+                          for s in scenarios.values()], indent=1))
+        return EXIT_CLEAN
+    for s in scenarios.values():
+        print(f"{s.name}  ({s.spec}) {s.summary}")
+        for v in s.variants:
+            print(f"    {v.name:18} expect {v.expect:6} {v.summary}")
+    return EXIT_CLEAN
+
+
+def cmd_fuzz(args) -> int:
+    scenario = registry.get(args.scenario)
+    variant = scenario.variant(args.variant)
+    strategy = STRATEGIES[args.strategy](args.seed)
+    show_progress = not args.json and sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(done: int, elapsed: float) -> None:
+        if show_progress and elapsed - last[0] >= 0.25:
+            last[0] = elapsed
+            print(f"\r  {done}/{args.runs} schedules, {done / elapsed:,.0f}/s ", end="", file=sys.stderr, flush=True)
+
+    result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver, progress=progress)
+    if show_progress:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+    path = None
+    if result.execution is not None:
+        strategy.begin(result.failure_index)
+        seed = engine.seed_file_for(scenario, variant, strategy, result.execution)
+        path = args.out / f"{scenario.name}-{variant.name}-{result.execution.failure.invariant}-s{args.seed}-{result.failure_index}.json"
+        try:
+            seedfile.write(seed, path)
+        except OSError as e:
+            raise UsageError(f"cannot write seed file {path}: {e.strerror or e}") from None
+
+    failure = result.execution.failure if result.execution else None
+    if args.json:
+        print(json.dumps({
+            "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy, "seed": args.seed,
+            "driver": args.driver, "schedules": result.schedules, "failures": 1 if failure else 0,
+            "first_failure_at": result.failure_index,
+            "invariant": failure.invariant if failure else None,
+            "message": failure.message if failure else None,
+            "accuracy_events": result.accuracy_events,
+            "elapsed_s": round(result.elapsed_s, 3), "schedules_per_s": round(result.schedules_per_s, 1),
+            "seed_file": str(path) if path else None, "interrupted": result.interrupted,
+        }))
+    else:
+        head = (f"{scenario.name} / {variant.name}: strategy {args.strategy}, seed {args.seed}: "
+                f"{result.schedules} schedules in {result.elapsed_s:.1f} s ({result.schedules_per_s:,.0f}/s)")
+        print(head)
+        if failure:
+            print(f"FAILED at schedule {result.failure_index}: {failure.headline()}")
+            print(f"  seed file: {path}")
+            print(f"  replay it: fuzzrmap replay {path}")
+        elif result.interrupted:
+            print("interrupted: no failure found so far")
+        else:
+            print(f"no failure found ({result.accuracy_events} accuracy events, I10c, which the fixed kernel has too)")
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FOUND if failure else EXIT_CLEAN
+
+
+def cmd_replay(args) -> int:
+    seed = seedfile.read(args.seedfile)
+    execution = engine.replay(seed, driver=args.driver)
+    reproduced = _same_failure(seed.failure, execution.failure)
+    if args.json:
+        print(json.dumps({
+            "scenario": seed.scenario, "variant": seed.variant, "threads": list(execution.roles),
+            "steps": [{"step": i, "thread": execution.roles[s.task], "func": s.func, "label": s.label}
+                      for i, s in enumerate(execution.steps)],
+            "failure": execution.failure.to_json() if execution.failure else None,
+            "events": [e.to_json() for e in execution.events],
+            "reproduced": reproduced,
+        }, indent=1))
+    else:
+        print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps")
+        print()
+        print(report.interleaving(execution))
+        print()
+        print(report.verdict(execution))
+    if not reproduced:
+        raise engine.ReplayError("replay did not reproduce the recorded failure "
+                                 f"(recorded {_describe(seed.failure)}, got {_describe(execution.failure)})")
+    return EXIT_FOUND if execution.failure else EXIT_CLEAN
+
+
+def _same_failure(a, b) -> bool:
+    return (a is None) == (b is None) and (a is None or (a.invariant, a.step, a.task) == (b.invariant, b.step, b.task))
+
+
+def _describe(f) -> str:
+    return "no failure" if f is None else f"{f.invariant} at step {f.step}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

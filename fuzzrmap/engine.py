@@ -1,0 +1,214 @@
+"""The engine: run schedules of a scenario, campaigns of schedules, replays.
+
+One schedule is a pure function of (scenario, variant, strategy, schedule
+index): :func:`prepare` builds a fresh kernel and world, spawns the
+scenario's threads plus the RCU grace-period thread, and hands back a
+scheduler that either driver can run.  :func:`finish` adds the end-of-run
+checks and returns the :class:`~fuzzrmap.sched.trace.Execution`.
+
+:func:`campaign` runs schedules until the first failure or the budget, and
+:func:`replay` re-executes a seed file's decisions, refusing files written
+against another model (fingerprint) and reporting the first divergent step.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import attrs
+
+from fuzzrmap.check import invariants
+from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
+from fuzzrmap.kernel.rmap import AnonVma
+from fuzzrmap.kernel.slab import Slab
+from fuzzrmap.kernel.task import Kernel, TaskStruct, current
+from fuzzrmap.scenario import Scenario, Variant
+from fuzzrmap.sched import drivers
+from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
+from fuzzrmap.sched.seedfile import SeedFile
+from fuzzrmap.sched.strategies import Strategy
+from fuzzrmap.sched.strategies.replay import Divergence, Replay
+from fuzzrmap.sched.trace import Execution, Failure
+
+DRIVERS = ("direct", "trio")
+
+
+def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int,
+            max_steps: int = DEFAULT_MAX_STEPS) -> Scheduler:
+    """A scheduler with the scenario's threads spawned and nothing run yet."""
+    strategy.begin(index)
+    sched = Scheduler(strategy, max_steps)
+    kernel = Kernel(protocol=variant.protocol, anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+    world = scenario.setup(kernel)
+    roles = [role for role, _ in world.threads]
+
+    def others_done() -> bool:
+        return not any(t.alive for t in sched.tasks if t.role != "rcu")
+
+    threads = list(world.threads) + [("rcu", lambda: rcu_gp_kthread(others_done))]
+    for role, body in threads:
+        task = sched.spawn(role, _thread(body))
+        task.state = TaskStruct(role, kernel)
+        kernel.rcu.tasks.append(task.state)
+    assert "rcu" not in roles, "the rcu thread is the engine's"
+    sched.world = (kernel, world)
+    return sched
+
+
+async def _thread(body):
+    await body()
+    invariants.task_exit(current())
+
+
+def finish(sched: Scheduler) -> Execution:
+    """End-of-schedule checks (I5c, I6, I11) on a schedule that ran to its end."""
+    if sched.phase is Phase.FINISHED:
+        kernel, world = sched.world
+        broken = invariants.final_state(kernel, world.folios)
+        if broken is not None:
+            inv, kind, msg = broken
+            sched.fail(Failure(inv, kind, "(end)", len(sched.steps), msg))
+    return sched.execution()
+
+
+def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int = 0,
+            driver: str = "direct", max_steps: int = DEFAULT_MAX_STEPS) -> Execution:
+    sched = prepare(scenario, variant, strategy, index, max_steps)
+    if driver == "trio":
+        drivers.run_trio([lambda: sched])
+    else:
+        drivers.run_direct(sched)
+    return finish(sched)
+
+
+def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: List[int],
+             driver: str = "direct") -> Iterator[Execution]:
+    """Executions of the given schedule indices, in order."""
+    if driver == "trio":
+        prepared = [_preparer(scenario, variant, strategy, i) for i in indices]
+        for sched in drivers.run_trio(prepared):
+            yield finish(sched)
+        return
+    for i in indices:
+        yield run_one(scenario, variant, strategy, i)
+
+
+def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
+    return lambda: prepare(scenario, variant, strategy, index)
+
+
+# -- campaigns -------------------------------------------------------------------
+
+@attrs.define
+class CampaignResult:
+    schedules: int
+    failure_index: Optional[int]
+    execution: Optional[Execution]
+    elapsed_s: float
+    accuracy_events: int
+    interrupted: bool = False
+
+    @property
+    def schedules_per_s(self) -> float:
+        return self.schedules / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int,
+             driver: str = "direct", progress: Optional[Callable[[int, float], None]] = None,
+             batch: int = 64) -> CampaignResult:
+    """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C)."""
+    start = time.perf_counter()
+    done = 0
+    events = 0
+    try:
+        for first in range(0, runs, batch):
+            indices = list(range(first, min(runs, first + batch)))
+            for index, execution in zip(indices, run_many(scenario, variant, strategy, indices, driver)):
+                done += 1
+                events += len(execution.events)
+                if execution.failure is not None:
+                    return CampaignResult(done, index, execution, time.perf_counter() - start, events)
+            if progress is not None:
+                progress(done, time.perf_counter() - start)
+    except KeyboardInterrupt:
+        return CampaignResult(done, None, None, time.perf_counter() - start, events, interrupted=True)
+    return CampaignResult(done, None, None, time.perf_counter() - start, events)
+
+
+# -- seed files and replay -----------------------------------------------------------
+
+_MODEL_PACKAGES = ("kernel", "check")
+
+
+def fingerprint() -> str:
+    """A hash of the model's code: kernel model, checker and scenario files.
+
+    It hashes the syntax tree without docstrings, so edits to comments and
+    docs keep seed files valid while any change to the code refuses them.
+    """
+    import fuzzrmap
+    import fuzzrmap.scenarios
+
+    root = Path(fuzzrmap.__file__).parent
+    files = sorted(p for pkg in _MODEL_PACKAGES for p in (root / pkg).glob("*.py"))
+    files += sorted(Path(fuzzrmap.scenarios.__path__[0]).glob("*.py"))
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode())
+        h.update(_normalised(path.read_text()).encode())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def _normalised(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, execution: Execution) -> SeedFile:
+    return SeedFile(
+        scenario=scenario.name,
+        variant=variant.name,
+        strategy=strategy.describe(),
+        fingerprint=fingerprint(),
+        roles=execution.roles,
+        steps=execution.steps,
+        failure=execution.failure,
+    )
+
+
+class ReplayError(Exception):
+    """The seed file cannot be replayed against this model (exit code 2)."""
+
+
+def replay(seed: SeedFile, driver: str = "direct") -> Execution:
+    from fuzzrmap import scenario as registry
+
+    scenario = registry.get(seed.scenario)
+    variant = scenario.variant(seed.variant)
+    current = fingerprint()
+    if seed.fingerprint != current:
+        raise ReplayError(
+            f"stale seed file: written for model {seed.fingerprint}, this is model {current}; "
+            f"re-run 'fuzzrmap fuzz {seed.scenario} --variant {seed.variant}' to get a fresh one")
+    try:
+        execution = run_one(scenario, variant, Replay(seed.steps), driver=driver)
+    except Divergence as d:
+        raise ReplayError(f"seed file diverges from the model at {d}") from None
+    if execution.roles != tuple(seed.roles):
+        raise ReplayError(f"seed file names threads {list(seed.roles)}, the scenario has {list(execution.roles)}")
+    if len(execution.steps) != len(seed.steps):
+        raise ReplayError(
+            f"seed file diverges from the model at step {len(execution.steps)}: the schedule ended "
+            f"after {len(execution.steps)} of {len(seed.steps)} recorded steps")
+    return execution
+

@@ -1,0 +1,148 @@
+"""Folios, VMAs, mms and page tables (include/linux/mm_types.h, mm/memory.c).
+
+Follows the structures the rmap code reads, with the fields of spec
+section 1: ``folio->mapping`` (the anon_vma a folio belongs to), ``->index``
+(its pgoff in that VMA's linear space), the mapcount (``folio_mapped()``), the
+``PageAnonExclusive`` bit and the folio lock; a VMA's ``anon_vma`` and its
+``anon_vma_chain``; one page table lock per VMA (each VMA of a scenario sits
+under its own PMD) and a PTE per page address.
+
+Simplifications: small folios only; ``folio->mapping`` holds the anon_vma
+object itself or ``None`` (``PAGE_MAPPING_ANON`` is implied, KSM and file
+folios are out of scope); a PTE is the folio it maps or ``None``; the
+accessed/dirty bits are one ``young`` flag per PTE.  Folios are never freed:
+every thread that uses one holds a reference.
+
+:func:`zap_pte_range` is the part of ``munmap``/``exit`` that clears PTEs
+(mm/memory.c ``zap_pte_range()`` -> ``zap_present_ptes()``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+from fuzzrmap.kernel.locking import ExclusiveLock, folio_lock_bit, spinlock
+from fuzzrmap.kernel.refcount import Atomic
+from fuzzrmap.kernel.rwsem import RWSem
+from fuzzrmap.sched.api import point, writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fuzzrmap.kernel.rmap import AnonVma, AnonVmaChain
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+class Folio:
+    def __init__(self, name: str, mapping: "AnonVma", index: int) -> None:
+        self.name = name
+        self.mapping: Optional["AnonVma"] = mapping
+        self.index = index
+        self._mapcount = 0
+        self.anon_exclusive = True
+        self.lock: ExclusiveLock = folio_lock_bit(f"{name}.lock")
+        self._refcount = Atomic(f"{name}._refcount", 1)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def folio_mapped(folio: Folio) -> bool:
+    return folio._mapcount > 0
+
+
+def folio_mapcount(folio: Folio) -> int:
+    return folio._mapcount
+
+
+def folio_get(folio: Folio) -> None:
+    folio._refcount.atomic_inc()
+
+
+def folio_put(folio: Folio) -> None:
+    folio._refcount.atomic_dec_and_test()
+
+
+def folio_trylock(folio: Folio) -> bool:
+    return folio.lock.trylock()
+
+
+async def folio_lock(folio: Folio, func: str, label: str) -> None:
+    await folio.lock.lock(func, label)
+
+
+def folio_unlock(folio: Folio) -> None:
+    folio.lock.unlock()
+
+
+class MM:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mmap_lock = RWSem(f"{name}.mmap_lock")
+        self.vmas: List["VMA"] = []
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class VMA:
+    def __init__(self, name: str, mm: MM, vm_start: int, pages: int, vm_pgoff: int) -> None:
+        self.name = name
+        self.vm_mm = mm
+        self.vm_start = vm_start
+        self.vm_end = vm_start + pages * PAGE_SIZE
+        self.vm_pgoff = vm_pgoff
+        self.anon_vma: Optional["AnonVma"] = None
+        #: newest first, as list_add() leaves it
+        self.anon_vma_chain: List["AnonVmaChain"] = []
+        self.ptes: Dict[int, Optional[Folio]] = {}
+        self.young: Dict[int, bool] = {}
+        self.ptl = spinlock(f"{name}.ptl")
+        mm.vmas.append(self)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def pte_resource(self, addr: int) -> str:
+        return f"pte:{self.name}:{addr:#x}"
+
+
+def linear_page_index(vma: VMA, address: int) -> int:
+    return ((address - vma.vm_start) >> PAGE_SHIFT) + vma.vm_pgoff
+
+
+def vma_address(vma: VMA, pgoff: int) -> Optional[int]:
+    """The address of ``pgoff`` in ``vma``, or None (``-EFAULT``) when outside it."""
+    address = vma.vm_start + ((pgoff - vma.vm_pgoff) << PAGE_SHIFT)
+    if vma.vm_start <= address < vma.vm_end:
+        return address
+    return None
+
+
+def set_pte_at(vma: VMA, addr: int, folio: Folio) -> None:
+    """Map ``folio`` at ``addr``; the caller took care of the mapcount."""
+    vma.ptes[addr] = folio
+    vma.young[addr] = True
+
+
+def ptep_get_and_clear(vma: VMA, addr: int) -> Optional[Folio]:
+    vma.young.pop(addr, None)
+    return vma.ptes.pop(addr, None)
+
+
+def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:
+    """The VMAs whose page tables map ``folio`` right now (checker helper)."""
+    return [v for v in vmas if folio in v.ptes.values()]
+
+
+async def zap_pte_range(vma: VMA) -> None:
+    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped."""
+    fn = "zap_pte_range"
+    for addr in sorted(vma.ptes):
+        await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
+        await point(fn, f"Z1 ptep_get_and_clear({vma.name}:{addr:#x}); folio_remove_rmap_pte()",
+                    writes(vma.pte_resource(addr), "folio.mapcount"))
+        folio = ptep_get_and_clear(vma, addr)
+        if folio is not None:
+            folio._mapcount -= 1
+        vma.ptl.unlock()

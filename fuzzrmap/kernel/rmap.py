@@ -1,0 +1,516 @@
+"""Reverse mapping of anonymous memory (mm/rmap.c, include/linux/rmap.h).
+
+Follows the v6.8..v6.18 code (generation G1 of the spec: UFFDIO_MOVE moves
+folios across anon_vma roots, ``folio_lock_anon_vma_read()`` rechecks
+``folio->mapping`` after taking the root rwsem).  The variant switches in
+:class:`~fuzzrmap.kernel.task.Protocol` remove either recheck, which gives the
+pre-patch reader (G0) and the two single-hunk mutants.
+
+Every function keeps the kernel's name, the kernel's order of steps and its
+control flow: ``goto retry`` is a loop that keeps the locals the kernel keeps.
+Each access to shared state is preceded by a yield point whose label is the
+step id of the spec (``L4``, ``S6``, ``D2``...) and the kernel expression.
+
+Simplifications: the anon_vma interval tree is a list of chains filtered by
+the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; KSM, large folios
+and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
+the fields the modelled walkers use.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, List, Optional
+
+import attrs
+
+from fuzzrmap.check import invariants as check
+from fuzzrmap.kernel.memory import VMA, Folio, folio_mapcount, folio_mapped, mappers, vma_address
+from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
+from fuzzrmap.kernel.refcount import Atomic
+from fuzzrmap.kernel.rwsem import RWSem
+from fuzzrmap.kernel.slab import SlabObject
+from fuzzrmap.kernel.task import current
+from fuzzrmap.sched.api import point, reads, writes
+
+
+class AnonVma(SlabObject):
+    """``struct anon_vma``.  The constructor is ``anon_vma_ctor()``: once per slot."""
+
+    def __init__(self, slot: int) -> None:
+        self.name = f"anon_vma#{slot}"
+        self.rwsem = RWSem(f"{self.name}.rwsem")
+        self.refcount = Atomic(f"{self.name}.refcount", 0)
+        self.rb_root: List["AnonVmaChain"] = []
+        self.root: "AnonVma" = self
+        self.parent: "AnonVma" = self
+        self.num_children = 0
+        self.num_active_vmas = 0
+        self.fp_root = reads(f"{self.name}.root")
+        self.fp_refcount = writes(f"{self.name}.refcount")
+        self.fp_tree = writes(f"{self.name}.rb_root")
+
+    def __repr__(self) -> str:
+        return self.name if self.gen == 1 else f"{self.name}/gen{self.gen}"
+
+
+@attrs.define(eq=False)
+class AnonVmaChain:
+    vma: VMA
+    anon_vma: AnonVma
+
+
+@attrs.define(eq=False)
+class RmapWalkControl:
+    """``struct rmap_walk_control``: the fields our walkers use."""
+
+    rmap_one: Callable[[Folio, VMA, int, object], Awaitable[bool]]
+    arg: object = None
+    anon_lock: Optional[Callable[[Folio, "RmapWalkControl"], Awaitable[Optional[AnonVma]]]] = None
+    try_lock: bool = False
+    contended: bool = False
+
+
+# -- allocation, reference counting, freeing ----------------------------------
+
+def anon_vma_alloc() -> AnonVma:
+    """``anon_vma_alloc()``: may return a slot that a stale reader is still looking at."""
+    k = current().kernel
+    anon_vma = k.anon_vma_cachep.kmem_cache_alloc()
+    anon_vma.refcount.atomic_set(1)
+    anon_vma.num_children = 0
+    anon_vma.num_active_vmas = 0
+    anon_vma.parent = anon_vma
+    # Initialise the anon_vma root to point to itself. If called from fork,
+    # the root will be reset to the parents anon_vma.
+    anon_vma.root = anon_vma
+    anon_vma.rb_root = []
+    return anon_vma
+
+
+def get_anon_vma(anon_vma: AnonVma) -> None:
+    check.anon_vma_access(anon_vma, "get_anon_vma")
+    anon_vma.refcount.atomic_inc()
+
+
+async def put_anon_vma(anon_vma: AnonVma, func: str, label: str) -> None:
+    """``put_anon_vma()`` (P1), then ``__put_anon_vma()`` on the last reference."""
+    await point(func, f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
+    check.anon_vma_access(anon_vma, "put_anon_vma")
+    if anon_vma.refcount.atomic_dec_and_test():
+        await __put_anon_vma(anon_vma)
+
+
+async def __put_anon_vma(anon_vma: AnonVma) -> None:
+    fn = "__put_anon_vma"
+    await point(fn, "P2a root = anon_vma->root", anon_vma.fp_root)
+    root = anon_vma.root
+    await anon_vma_free(anon_vma)
+    if root is not anon_vma:
+        await point(fn, f"P2c atomic_dec_and_test({root!r}->refcount)", root.fp_refcount)
+        check.anon_vma_access(root, "__put_anon_vma(root)")
+        if root.refcount.atomic_dec_and_test():
+            await anon_vma_free(root)
+
+
+async def anon_vma_free(anon_vma: AnonVma) -> None:
+    """The free "dance": synchronise with a reader that already owns the root rwsem."""
+    fn = "anon_vma_free"
+    await point(fn, f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.root.rwsem._fp)
+    check.anon_vma_access(anon_vma, "anon_vma_free")
+    if anon_vma.root.rwsem.is_locked():
+        await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
+        await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
+    await point(fn, f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
+    k = current().kernel
+    check.anon_vma_freed(anon_vma, k.rcu.tasks)
+    k.anon_vma_cachep.kmem_cache_free(anon_vma)
+
+
+# -- the lock wrappers (include/linux/rmap.h); root is read at call time -----
+
+async def anon_vma_lock_write(anon_vma: AnonVma, func: str, label: str) -> None:
+    check.anon_vma_access(anon_vma, label)
+    await anon_vma.root.rwsem.down_write(func, f"{label}({anon_vma!r}): down_write({anon_vma.root!r}->rwsem)")
+
+
+def anon_vma_trylock_write(anon_vma: AnonVma) -> bool:
+    check.anon_vma_access(anon_vma, "anon_vma_trylock_write")
+    return anon_vma.root.rwsem.down_write_trylock()
+
+
+async def anon_vma_unlock_write(anon_vma: AnonVma, func: str, label: str) -> None:
+    await point(func, f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.root.rwsem._fp)
+    check.anon_vma_access(anon_vma, label)
+    anon_vma.root.rwsem.up_write()
+
+
+async def anon_vma_lock_read(anon_vma: AnonVma, func: str, label: str) -> None:
+    check.anon_vma_access(anon_vma, label)
+    await anon_vma.root.rwsem.down_read(func, f"{label}({anon_vma!r}): down_read({anon_vma.root!r}->rwsem)")
+
+
+async def anon_vma_unlock_read(anon_vma: AnonVma, func: str, label: str) -> None:
+    await point(func, f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.root.rwsem._fp)
+    check.anon_vma_access(anon_vma, label)
+    t = current()
+    t.anon_vma_locked[:] = [(a, s) for a, s in t.anon_vma_locked if a is not anon_vma]
+    anon_vma.root.rwsem.up_read()
+
+
+# -- getting the anon_vma of a folio ------------------------------------------
+
+async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
+    """Return a referenced anon_vma that might have been relevant to ``folio`` (spec 2.2)."""
+    fn = "folio_get_anon_vma"
+    anon_vma = None
+    await point(fn, "G1 rcu_read_lock(); READ_ONCE(folio->mapping)", reads("folio.mapping", "rcu"))
+    rcu_read_lock()
+    anon_mapping = folio.mapping
+    if anon_mapping is None:
+        return await _out(fn, anon_vma)
+    check.anon_vma_loaded(anon_mapping)
+    await point(fn, "G2 folio_mapped(folio)", reads("folio.mapcount"))
+    if not folio_mapped(folio):
+        return await _out(fn, anon_vma)
+
+    anon_vma = anon_mapping
+    await point(fn, f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+    check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
+    if not anon_vma.refcount.atomic_inc_not_zero():
+        return await _out(fn, None)
+
+    # If this folio is still mapped, then its anon_vma cannot have been freed.
+    await point(fn, "G4 folio_mapped(folio)", reads("folio.mapcount"))
+    if not folio_mapped(folio):
+        rcu_read_unlock()
+        await put_anon_vma(anon_vma, fn, "G4")
+        return None
+    check.anon_vma_loaded(anon_vma)
+    return await _out(fn, anon_vma)
+
+
+async def _out(fn: str, anon_vma: Optional[AnonVma]) -> Optional[AnonVma]:
+    """The ``out:`` label shared by the two lookups: leave RCU, return."""
+    await point(fn, "LX out: rcu_read_unlock()", reads("rcu"))
+    rcu_read_unlock()
+    return anon_vma
+
+
+async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl]) -> Optional[AnonVma]:
+    """Lock the anon_vma of an unlocked folio for read (spec 2.4, steps L0-S8).
+
+    Returns the anon_vma with its root rwsem read-held, or None.  The two
+    ``folio->mapping`` rechecks (L5, S6) are the seed patch.
+    """
+    fn = "folio_lock_anon_vma_read"
+    protocol = current().kernel.protocol
+    held_at_entry = len([1 for _, m in current().held if m in ("read", "write")])
+    anon_vma: Optional[AnonVma] = None
+
+    while True:  # retry:
+        await point(fn, "L0 retry: rcu_read_lock()", reads("rcu"))
+        rcu_read_lock()
+        await point(fn, "L1 anon_mapping = READ_ONCE(folio->mapping)", reads("folio.mapping"))
+        anon_mapping = folio.mapping
+        if anon_mapping is None:
+            return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+        check.anon_vma_loaded(anon_mapping)
+        await point(fn, "L2 folio_mapped(folio)", reads("folio.mapcount"))
+        if not folio_mapped(folio):
+            return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+
+        anon_vma = anon_mapping
+        await point(fn, f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
+        check.anon_vma_access(anon_vma, "L3 READ_ONCE(anon_vma->root)", idiom=True)
+        root_anon_vma = anon_vma.root
+        await point(fn, f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+        check.anon_vma_access(root_anon_vma, "L4 down_read_trylock", idiom=True)
+        if root_anon_vma.rwsem.down_read_trylock():
+            if protocol.fast_recheck:
+                # folio_move_anon_rmap() might have changed the anon_vma as we
+                # might not hold the folio lock here.
+                await point(fn, "L5 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
+                if folio.mapping is not anon_mapping:
+                    await point(fn, f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
+                                root_anon_vma.rwsem._fp)
+                    check.anon_vma_access(root_anon_vma, "L5 up_read", idiom=True)
+                    root_anon_vma.rwsem.up_read()
+                    rcu_read_unlock()
+                    continue
+            # If the folio is still mapped, then this anon_vma is still its
+            # anon_vma, and holding the mutex ensures that it will not go away.
+            await point(fn, "L6 folio_mapped(folio)", reads("folio.mapcount"))
+            if not folio_mapped(folio):
+                await point(fn, f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+                check.anon_vma_access(root_anon_vma, "L6 up_read", idiom=True)
+                root_anon_vma.rwsem.up_read()
+                anon_vma = None
+            else:
+                check.anon_vma_loaded(anon_vma)
+            return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+
+        if rwc is not None and rwc.try_lock:
+            await point(fn, "S1 trylock failed, rwc->try_lock: rwc->contended = true")
+            anon_vma = None
+            rwc.contended = True
+            return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+
+        # trylock failed, we got to sleep
+        await point(fn, f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        check.anon_vma_access(anon_vma, "S2 atomic_inc_not_zero", idiom=True)
+        if not anon_vma.refcount.atomic_inc_not_zero():
+            anon_vma = None
+            return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+
+        await point(fn, "S3 folio_mapped(folio)", reads("folio.mapcount"))
+        if not folio_mapped(folio):
+            rcu_read_unlock()
+            await put_anon_vma(anon_vma, fn, "S3 rcu_read_unlock();")
+            return await _returns(fn, folio, None, held_at_entry, out=False)
+        check.anon_vma_loaded(anon_vma)
+
+        # we pinned the anon_vma, its safe to sleep
+        await point(fn, "S4 rcu_read_unlock()", reads("rcu"))
+        rcu_read_unlock()
+        await anon_vma_lock_read(anon_vma, fn, "S5 anon_vma_lock_read")
+
+        if protocol.slow_recheck:
+            # folio_move_anon_rmap() might have changed the anon_vma as we
+            # might not hold the folio lock here.
+            await point(fn, "S6 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
+            if folio.mapping is not anon_mapping:
+                await anon_vma_unlock_read(anon_vma, fn, "S6 anon_vma_unlock_read")
+                await put_anon_vma(anon_vma, fn, "S6")
+                anon_vma = None
+                continue
+
+        await point(fn, f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        check.anon_vma_access(anon_vma, "S7 atomic_dec_and_test")
+        if anon_vma.refcount.atomic_dec_and_test():
+            # Oops, we held the last refcount, release the lock and bail --
+            # can't simply use put_anon_vma() because we'll deadlock on the
+            # anon_vma_lock_write() recursion.
+            await anon_vma_unlock_read(anon_vma, fn, "S7 anon_vma_unlock_read")
+            await __put_anon_vma(anon_vma)
+            anon_vma = None
+        return await _returns(fn, folio, anon_vma, held_at_entry, out=False)
+
+
+async def _returns(fn: str, folio: Folio, anon_vma: Optional[AnonVma], held_at_entry: int, out: bool):
+    """Leave through ``out:`` (rcu_read_unlock) or directly; check the I1 contract."""
+    if out:
+        await _out(fn, None)
+    check.lock_anon_vma_read_returned(folio, anon_vma, held_at_entry)
+    return anon_vma
+
+
+# -- walking -------------------------------------------------------------------
+
+async def rmap_walk_anon_lock(folio: Folio, rwc: RmapWalkControl) -> Optional[AnonVma]:
+    """Only the ``rwc->anon_lock`` branch: every modelled walker sets it."""
+    return await rwc.anon_lock(folio, rwc)
+
+
+async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, locked: bool) -> None:
+    """Visit every VMA in the folio's anon_vma tree that covers its index (W1-W4)."""
+    fn = "rmap_walk_anon"
+    t = current()
+    mapped_at_start = mappers(folio, [v for mm in t.kernel.mms for v in mm.vmas])
+    anon_vma = await rmap_walk_anon_lock(folio, rwc)  # W1
+    if anon_vma is None:
+        return
+    sem = anon_vma.root.rwsem
+
+    await point(fn, "W2 pgoff_start = folio_pgoff(folio)", reads("folio.index"))
+    check.walk_hold_stable(folio, anon_vma, sem, "W2 folio_pgoff")
+    pgoff_start = folio.index
+
+    visited: List[VMA] = []
+    await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree)
+    check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
+    avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
+    for avc in avcs:
+        vma = avc.vma
+        address = vma_address(vma, pgoff_start)
+        visited.append(vma)
+        if not await rwc.rmap_one(folio, vma, address, rwc.arg):
+            break
+    await anon_vma_unlock_read(anon_vma, fn, "W4 anon_vma_unlock_read")
+    check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
+
+
+async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
+    await rmap_walk_anon(folio, rwc, False)
+
+
+async def page_vma_mapped_walk(folio: Folio, vma: VMA, address: int, func: str) -> bool:
+    """Take the PTL and check whether the PTE at ``address`` maps ``folio``.
+
+    Returns with the PTL held when it does (the caller then calls
+    :func:`page_vma_mapped_walk_done`), without it when it does not.
+    """
+    await vma.ptl.lock(func, f"page_vma_mapped_walk: spin_lock({vma.ptl.name})")
+    await point(func, f"page_vma_mapped_walk: pte at {vma.name}:{address:#x} maps folio?",
+                reads(vma.pte_resource(address)))
+    if vma.ptes.get(address) is folio:
+        return True
+    vma.ptl.unlock()
+    return False
+
+
+def page_vma_mapped_walk_done(vma: VMA) -> None:
+    vma.ptl.unlock()
+
+
+# -- folio_referenced() (reclaim's active-list aging) ----------------------------
+
+@attrs.define
+class FolioReferencedArg:
+    mapcount: int
+    referenced: int = 0
+
+
+async def folio_referenced_one(folio: Folio, vma: VMA, address: int, pra: FolioReferencedArg) -> bool:
+    fn = "folio_referenced_one"
+    referenced = 0
+    if await page_vma_mapped_walk(folio, vma, address, fn):
+        await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.pte_resource(address)))
+        if vma.young.get(address):
+            vma.young[address] = False
+            referenced += 1
+        pra.mapcount -= 1
+        page_vma_mapped_walk_done(vma)
+    if referenced:
+        pra.referenced += 1
+    if not pra.mapcount:
+        return False  # To break the loop
+    return True
+
+
+async def folio_referenced(folio: Folio, is_locked: bool) -> int:
+    """Test and clear the referenced bits of ``folio``'s mappings; -1 on rmap contention."""
+    fn = "folio_referenced"
+    await point(fn, "pra.mapcount = folio_mapcount(folio)", reads("folio.mapcount"))
+    pra = FolioReferencedArg(mapcount=folio_mapcount(folio))
+    rwc = RmapWalkControl(rmap_one=folio_referenced_one, arg=pra,
+                          anon_lock=folio_lock_anon_vma_read, try_lock=True)
+    if not pra.mapcount:
+        return 0
+    await point(fn, "folio_raw_mapping(folio)", reads("folio.mapping"))
+    if folio.mapping is None:
+        return 0
+    # An anon, non-KSM folio is walked without the folio lock (G0/G1).
+    await rmap_walk(folio, rwc)
+    return -1 if rwc.contended else pra.referenced
+
+
+# -- moving a folio to another anon_vma ------------------------------------------
+
+async def folio_move_anon_rmap(folio: Folio, vma: VMA) -> None:
+    """Point an exclusive folio at ``vma``'s anon_vma (one ``WRITE_ONCE``)."""
+    fn = "folio_move_anon_rmap"
+    anon_vma = vma.anon_vma
+    await point(fn, f"WRITE_ONCE(folio->mapping, {anon_vma!r})", writes("folio.mapping"))
+    check.move_anon_rmap_allowed(folio, anon_vma)
+    folio.mapping = anon_vma
+
+
+# -- unlinking and creating anon_vmas --------------------------------------------
+
+async def lock_anon_vma_root(root: Optional[AnonVma], anon_vma: AnonVma, func: str) -> AnonVma:
+    await point(func, f"lock_anon_vma_root: new_root = {anon_vma!r}->root", anon_vma.fp_root)
+    new_root = anon_vma.root
+    if new_root is not root:
+        if root is not None:
+            await point(func, f"lock_anon_vma_root: up_write({root!r}->rwsem)", root.rwsem._fp)
+            root.rwsem.up_write()
+        root = new_root
+        await root.rwsem.down_write(func, f"lock_anon_vma_root: down_write({root!r}->rwsem)")
+    return root
+
+
+async def unlock_anon_vma_root(root: Optional[AnonVma], func: str) -> None:
+    if root is not None:
+        await point(func, f"unlock_anon_vma_root: up_write({root!r}->rwsem)", root.rwsem._fp)
+        root.rwsem.up_write()
+
+
+async def unlink_anon_vmas(vma: VMA) -> None:
+    """Detach ``vma`` from its anon_vmas and drop the ones left empty (spec 2.9, UL1-UL4)."""
+    fn = "unlink_anon_vmas"
+    root = None
+    # newest to oldest, ensuring the root anon_vma gets freed last
+    for avc in list(vma.anon_vma_chain):
+        anon_vma = avc.anon_vma
+        root = await lock_anon_vma_root(root, anon_vma, fn)
+        await point(fn, f"UL1 anon_vma_interval_tree_remove({vma.name}, {anon_vma!r})", anon_vma.fp_tree)
+        check.anon_vma_access(anon_vma, "UL1 interval tree remove")
+        anon_vma.rb_root.remove(avc)
+        # Leave empty anon_vmas on the list - we'll need to free them outside the lock.
+        if not anon_vma.rb_root:
+            anon_vma.parent.num_children -= 1
+            continue
+        vma.anon_vma_chain.remove(avc)
+    if vma.anon_vma is not None:
+        await point(fn, f"UL2 {vma.anon_vma!r}->num_active_vmas--; vma->anon_vma = NULL",
+                    writes(f"{vma.name}.anon_vma"))
+        vma.anon_vma.num_active_vmas -= 1
+        vma.anon_vma = None
+    await unlock_anon_vma_root(root, fn)
+
+    # Only empty, unlinked anon_vmas are left on the list: destroy them.
+    for avc in list(vma.anon_vma_chain):
+        await put_anon_vma(avc.anon_vma, fn, "UL4")
+        vma.anon_vma_chain.remove(avc)
+
+
+def anon_vma_chain_link(vma: VMA, anon_vma: AnonVma) -> None:
+    avc = AnonVmaChain(vma, anon_vma)
+    vma.anon_vma_chain.insert(0, avc)
+    anon_vma.rb_root.append(avc)
+
+
+async def anon_vma_clone(dst: VMA, src: VMA) -> None:
+    fn = "anon_vma_clone"
+    root = None
+    for pavc in reversed(src.anon_vma_chain):
+        anon_vma = pavc.anon_vma
+        root = await lock_anon_vma_root(root, anon_vma, fn)
+        await point(fn, f"FK2 anon_vma_chain_link({dst.name}, {anon_vma!r})", anon_vma.fp_tree)
+        check.anon_vma_access(anon_vma, "FK2 anon_vma_chain_link")
+        anon_vma_chain_link(dst, anon_vma)
+        # Reuse existing anon_vma if it has no vma and only one anon_vma child.
+        if (dst.anon_vma is None and src.anon_vma is not None
+                and anon_vma.num_children < 2 and anon_vma.num_active_vmas == 0):
+            dst.anon_vma = anon_vma
+    if dst.anon_vma is not None:
+        dst.anon_vma.num_active_vmas += 1
+    await unlock_anon_vma_root(root, fn)
+
+
+async def anon_vma_fork(vma: VMA, pvma: VMA) -> None:
+    """Give a child VMA its own anon_vma under the parent's root (spec 2.10, FK1-FK7)."""
+    fn = "anon_vma_fork"
+    await point(fn, "FK1 pvma->anon_vma?", reads(f"{pvma.name}.anon_vma"))
+    if pvma.anon_vma is None:
+        return
+    vma.anon_vma = None
+    await anon_vma_clone(vma, pvma)
+    if vma.anon_vma is not None:
+        return
+
+    await point(fn, "FK4 anon_vma = anon_vma_alloc(); anon_vma->num_active_vmas++", writes("slab"))
+    anon_vma = anon_vma_alloc()
+    anon_vma.num_active_vmas += 1
+    await point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}; ->parent; get_anon_vma(root)",
+                writes(f"{anon_vma.name}.root", f"{pvma.anon_vma.root.name}.refcount"))
+    anon_vma.root = pvma.anon_vma.root
+    anon_vma.parent = pvma.anon_vma
+    get_anon_vma(anon_vma.root)
+    await point(fn, f"FK6 vma->anon_vma = {anon_vma!r}", writes(f"{vma.name}.anon_vma"))
+    vma.anon_vma = anon_vma
+    await anon_vma_lock_write(anon_vma, fn, "FK7 anon_vma_lock_write")
+    await point(fn, f"FK7 anon_vma_chain_link({vma.name}, {anon_vma!r}); parent->num_children++", anon_vma.fp_tree)
+    anon_vma_chain_link(vma, anon_vma)
+    anon_vma.parent.num_children += 1
+    await anon_vma_unlock_write(anon_vma, fn, "FK7 anon_vma_unlock_write")

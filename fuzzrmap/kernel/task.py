@@ -1,0 +1,69 @@
+"""``current`` and the per-thread kernel state (a slice of ``task_struct``).
+
+Each model thread has a :class:`TaskStruct` hung on its scheduler task.  It
+keeps what the kernel keeps per task and what lockdep would know: the RCU
+read-side nesting depth and the locks held, in acquisition order.  The
+checker reads it for the lock-pairing and lock-order invariants (I7, I8) and
+for the grace-period rule (I9).
+
+:class:`Kernel` holds the globals of one schedule (``anon_vma_cachep``, RCU
+state, the variant's protocol switches).  A fresh one is built for every
+schedule, so nothing leaks from one run into the next.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Tuple
+
+import attrs
+
+from fuzzrmap.sched import api
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fuzzrmap.kernel.memory import MM
+    from fuzzrmap.kernel.rcu import RCU
+    from fuzzrmap.kernel.slab import Slab
+
+
+@attrs.frozen
+class Protocol:
+    """Which code the model runs: the switches that make a scenario's variants.
+
+    ``fast_recheck``/``slow_recheck`` are the two hunks of the seed patch in
+    ``folio_lock_anon_vma_read()`` (spec L5 and S6).  Generation G1 has both,
+    G0 (before UFFDIO_MOVE) has neither.
+    """
+
+    fast_recheck: bool = True
+    slow_recheck: bool = True
+
+
+@attrs.define(eq=False)
+class TaskStruct:
+    comm: str
+    kernel: "Kernel"
+    rcu_read_lock_nesting: int = 0
+    #: RCU read-side sections entered so far (identifies the current one).
+    rcu_sections: int = 0
+    #: (lock, mode) pairs in acquisition order; mode is "read", "write" or "lock".
+    held: List[Tuple[object, str]] = attrs.Factory(list)
+    #: checker: slot -> generation of each anon_vma pointer this task loaded (I5b)
+    believed: Dict[int, int] = attrs.Factory(dict)
+    #: checker: (anon_vma, rwsem) returned locked by folio_lock_anon_vma_read (I2, I5d)
+    anon_vma_locked: List[Tuple[object, object]] = attrs.Factory(list)
+
+    def holds(self, lock, mode: str) -> bool:
+        return (lock, mode) in self.held
+
+
+@attrs.define(eq=False)
+class Kernel:
+    protocol: Protocol
+    anon_vma_cachep: "Slab"
+    rcu: "RCU"
+    mms: List["MM"] = attrs.Factory(list)
+
+
+def current() -> TaskStruct:
+    """The running model thread's ``task_struct``."""
+    return api.running().state

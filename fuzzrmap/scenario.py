@@ -1,0 +1,92 @@
+"""Scenarios: an initial kernel state, the threads that race on it, and variants.
+
+A scenario file (in the top-level ``scenarios/`` folder, installed as the
+``fuzzrmap.scenarios`` package) defines one :class:`Scenario` named
+``SCENARIO``.  Its ``setup`` builds a fresh :class:`World` for every schedule
+from a :class:`~fuzzrmap.kernel.task.Kernel` that already carries the
+variant's protocol switches.  Each :class:`Variant` states, as data, whether
+the fuzzer is expected to find a failure in it; tests and ``fuzzrmap list``
+read that expectation from here.
+
+Scenarios are resolved by their registered name, never by executing a path
+from a seed file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable, Coroutine, Dict, List, Tuple
+
+import attrs
+
+from fuzzrmap.kernel.memory import Folio
+from fuzzrmap.kernel.task import Kernel, Protocol
+
+FAILS = "fails"
+CLEAN = "clean"
+
+
+@attrs.frozen
+class Variant:
+    name: str
+    protocol: Protocol
+    expect: str
+    summary: str
+
+
+@attrs.define
+class World:
+    """What ``setup`` returns: threads by role (spawn order) and the folios to check at the end."""
+
+    threads: List[Tuple[str, Callable[[], Coroutine]]]
+    folios: List[Folio]
+
+
+@attrs.frozen
+class Scenario:
+    name: str
+    spec: str
+    summary: str
+    variants: Tuple[Variant, ...]
+    setup: Callable[[Kernel], World]
+    module: str = ""
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise UnknownName(f"scenario {self.name!r} has no variant {name!r} (variants: {', '.join(v.name for v in self.variants)})")
+
+
+class UnknownName(LookupError):
+    """An unknown scenario or variant name (a user error, exit code 2)."""
+
+
+def _load() -> Dict[str, Scenario]:
+    import fuzzrmap.scenarios as package
+
+    found: Dict[str, Scenario] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        scenario = getattr(module, "SCENARIO", None)
+        if scenario is None:
+            continue
+        found[scenario.name] = attrs.evolve(scenario, module=module.__name__)
+    return found
+
+
+_REGISTRY: Dict[str, Scenario] = {}
+
+
+def scenarios() -> Dict[str, Scenario]:
+    if not _REGISTRY:
+        _REGISTRY.update(_load())
+    return _REGISTRY
+
+
+def get(name: str) -> Scenario:
+    try:
+        return scenarios()[name]
+    except KeyError:
+        raise UnknownName(f"unknown scenario {name!r} (scenarios: {', '.join(scenarios())})") from None

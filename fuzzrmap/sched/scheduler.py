@@ -1,0 +1,178 @@
+"""The scheduler: which model thread runs next, one step at a time.
+
+The scheduler holds the model threads of one schedule in spawn order.  Each
+thread is parked at an :class:`~fuzzrmap.sched.api.Op`; a thread is *enabled*
+when its op is a preemption point or a wait whose predicate holds.  At every
+decision the scheduler computes the enabled set, asks the strategy to pick one
+thread, records the :class:`~fuzzrmap.sched.trace.Step`, and returns the
+thread; the driver then runs it up to its next yield point (:meth:`advance`).
+
+Because all blocking goes through wait predicates, the scheduler knows exactly
+who can run.  No enabled thread while some are alive is a deadlock (I8).  A
+schedule that exceeds ``max_steps`` decisions is reported as a livelock, so a
+runaway retry loop ends in a report instead of a hang.
+
+The state machine of one schedule::
+
+    NEW --start--> RUNNING --decide() returns None--> FINISHED
+                      |--a Violation or a deadlock/livelock--> FAILED
+
+Nothing here knows about the kernel model or about any particular strategy;
+both plug in from outside (model code through :mod:`~fuzzrmap.sched.api`,
+strategies through :class:`~fuzzrmap.sched.strategies.Strategy`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Coroutine, List, Optional
+
+from fuzzrmap.sched.api import RUNNING, ModelError, Op
+from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
+
+DEFAULT_MAX_STEPS = 5000
+
+
+class Violation(Exception):
+    """Raised by checker code inside a model thread: the schedule has failed."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.headline())
+        self.failure = failure
+
+
+class Task:
+    """One model thread: a coroutine parked at ``op`` (``None`` once it returned)."""
+
+    __slots__ = ("tid", "role", "coro", "op", "state", "handle")
+
+    def __init__(self, tid: int, role: str, coro: Coroutine) -> None:
+        self.tid = tid
+        self.role = role
+        self.coro = coro
+        self.op: Optional[Op] = None
+        # Per-thread model state (the kernel's task_struct), owned by the model.
+        self.state: Any = None
+        # Driver-private handle (the trio task running this thread).
+        self.handle: Any = None
+
+    @property
+    def alive(self) -> bool:
+        return self.op is not None
+
+    def enabled(self) -> bool:
+        op = self.op
+        return op is not None and (op.ready is None or op.ready())
+
+
+class Phase(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class Scheduler:
+    def __init__(self, strategy, max_steps: int = DEFAULT_MAX_STEPS) -> None:
+        self.strategy = strategy
+        self.max_steps = max_steps
+        self.tasks: List[Task] = []
+        self.steps: List[Step] = []
+        self.events: List[Event] = []
+        self.failure: Optional[Failure] = None
+        self.phase = Phase.NEW
+        self._current: Optional[int] = None
+        #: what the owner of this schedule built it from (the engine: kernel and world)
+        self.world: Any = None
+
+    # -- setting up -------------------------------------------------------
+    def spawn(self, role: str, coro: Coroutine) -> Task:
+        assert self.phase is Phase.NEW, "spawn after the schedule started"
+        task = Task(len(self.tasks), role, coro)
+        self.tasks.append(task)
+        return task
+
+    def start(self, task: Task) -> None:
+        """Run ``task`` to its first yield point (model bodies start with one)."""
+        self.phase = Phase.RUNNING
+        self.advance(task)
+
+    # -- the two operations a driver alternates ----------------------------
+    def decide(self) -> Optional[Task]:
+        """Pick the next thread, or return None when the schedule is over."""
+        if self.phase is not Phase.RUNNING:
+            return None
+        enabled = tuple(t.tid for t in self.tasks if t.enabled())
+        if not enabled:
+            blocked = [t for t in self.tasks if t.alive]
+            if blocked:
+                waits = "; ".join(f"{t.role} waits at {t.op.func} {t.op.label}" for t in blocked)
+                self._fail(Failure("I8", SAFETY, blocked[0].role, len(self.steps),
+                                   f"deadlock: no task can run ({waits})"))
+            else:
+                self.phase = Phase.FINISHED
+            return None
+        if len(self.steps) >= self.max_steps:
+            self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(self.steps),
+                               f"no end after {self.max_steps} steps"))
+            return None
+        tid = self.strategy.next_task(enabled, self._current, len(self.steps))
+        if tid not in enabled:
+            raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
+        task = self.tasks[tid]
+        step = Step(tid, task.op.func, task.op.label, enabled)
+        self.steps.append(step)
+        self.strategy.observe(step)
+        self._current = tid
+        return task
+
+    def advance(self, task: Task) -> None:
+        """Run ``task`` from its yield point to the next one (or to its end)."""
+        RUNNING.task = task
+        RUNNING.sched = self
+        try:
+            op = task.coro.send(None)
+        except StopIteration:
+            task.op = None
+            return
+        except Violation as v:
+            task.op = None
+            self._fail(v.failure)
+            return
+        finally:
+            RUNNING.task = None
+        if not isinstance(op, Op):
+            raise ModelError(f"{task.role} awaited {op!r}, which is not a fuzzrmap yield point")
+        task.op = op
+
+    # -- results ------------------------------------------------------------
+    @property
+    def step_index(self) -> int:
+        """Index of the step being executed (the last decision)."""
+        return len(self.steps) - 1
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+
+    def fail(self, failure: Failure) -> None:
+        """Fail the schedule from outside a thread (end-of-run checks)."""
+        self._fail(failure)
+
+    def _fail(self, failure: Failure) -> None:
+        if self.failure is None:
+            self.failure = failure
+        self.phase = Phase.FAILED
+
+    def close(self) -> None:
+        """Unwind the coroutines of threads still parked (after a failure)."""
+        for t in self.tasks:
+            t.coro.close()
+            t.op = None
+
+    def execution(self) -> Execution:
+        return Execution(
+            roles=tuple(t.role for t in self.tasks),
+            steps=tuple(self.steps),
+            failure=self.failure,
+            events=tuple(self.events),
+        )

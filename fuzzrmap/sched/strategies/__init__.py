@@ -1,0 +1,45 @@
+"""Scheduling strategies: one file each, one small interface.
+
+A strategy answers a single question, many times per schedule: *of these
+enabled tasks, which runs next?*  Like Shuttle's ``Scheduler`` trait, it is
+told when a new schedule begins and sees every step as it is recorded.  It
+never sees the kernel model: only task ids, the previously running task and
+the step index.
+
+Strategies are looked up by name (``--strategy NAME``) in :data:`STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Type
+
+from fuzzrmap.sched.trace import Step
+
+
+class Strategy:
+    """Interface of every strategy (subclasses override the three hooks)."""
+
+    name = "?"
+
+    def begin(self, index: int) -> None:
+        """Schedule number ``index`` of the campaign starts."""
+
+    def next_task(self, enabled: Tuple[int, ...], current: Optional[int], step: int) -> int:
+        """Return one of ``enabled`` (ids in spawn order, never empty)."""
+        raise NotImplementedError
+
+    def observe(self, step: Step) -> None:
+        """Called with each recorded step, right after ``next_task``."""
+
+    def describe(self) -> dict:
+        """Parameters that reproduce this strategy (stored in seed files)."""
+        return {"name": self.name}
+
+
+def _registry() -> Dict[str, Type[Strategy]]:
+    from fuzzrmap.sched.strategies.random_walk import RandomWalk
+
+    return {RandomWalk.name: RandomWalk}
+
+
+STRATEGIES = _registry()

@@ -1,0 +1,70 @@
+"""Trace records: what one schedule did, step by step, and how it ended.
+
+A *step* is one scheduling decision: the task released, the yield point it was
+parked at (kernel function and step label), and the set of tasks that were
+enabled at that moment.  The list of chosen task ids is the schedule's
+*decisions*; together with the labels and enabled sets it is what a seed file
+stores, so a replay can both re-execute the schedule and notice the first step
+at which the model no longer behaves as it did when the file was written.
+
+A :class:`Failure` is a broken invariant (or a deadlock, or a livelock) with
+the evidence a reviewer needs.  An :class:`Event` is the same shape but does
+not fail the run: the accuracy misses of unlocked rmap walkers (I10c) that the
+fixed kernel has too.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import attrs
+
+SAFETY = "SAFETY"
+ACCURACY = "ACCURACY"
+LIVENESS = "LIVENESS"
+
+
+@attrs.frozen
+class Step:
+    task: int
+    func: str
+    label: str
+    enabled: Tuple[int, ...]
+
+
+@attrs.frozen
+class Failure:
+    """A violated invariant: ``invariant`` is its id in the spec (``I1c``, ``I8``...)."""
+
+    invariant: str
+    kind: str
+    task: str
+    step: int
+    message: str
+
+    def headline(self) -> str:
+        return f"{self.invariant} [{self.kind}] in {self.task} at step {self.step}: {self.message}"
+
+    def to_json(self) -> dict:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Failure":
+        return cls(**{f.name: data[f.name] for f in attrs.fields(cls)})
+
+
+Event = Failure
+
+
+@attrs.frozen
+class Execution:
+    """The outcome of one schedule."""
+
+    roles: Tuple[str, ...]
+    steps: Tuple[Step, ...]
+    failure: Optional[Failure]
+    events: Tuple[Event, ...]
+
+    @property
+    def decisions(self) -> Tuple[int, ...]:
+        return tuple(s.task for s in self.steps)

@@ -1,0 +1,1 @@
+"""Scenario files, one per scenario; installed as the ``fuzzrmap.scenarios`` package."""

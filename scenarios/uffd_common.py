@@ -1,0 +1,96 @@
+"""The initial state shared by the UFFDIO_MOVE scenarios (spec section 4).
+
+One mm with two private anonymous VMAs: ``S`` (source, anon_vma#1 its own
+root) and ``D`` (destination, registered with the userfaultfd, anon_vma#2 its
+own root).  Folio ``F`` is exclusive, mapped once at ``S:0x10000``.  The two
+VMAs sit at different pgoffs, so a walker that pairs the destination tree with
+the source index misses the mapping (the benign window of spec 4.4).
+
+A second process (``parent`` with VMA ``P``, anon_vma#3) forks: its child's
+new anon_vma comes from the slab, into the slot anon_vma#1 leaves when freed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Coroutine
+
+import attrs
+
+from fuzzrmap.kernel.memory import MM, PAGE_SIZE, VMA, Folio, linear_page_index, set_pte_at
+from fuzzrmap.kernel.mmap import do_munmap, dup_mmap
+from fuzzrmap.kernel.rmap import AnonVma, anon_vma_chain_link
+from fuzzrmap.kernel.task import Kernel, Protocol
+from fuzzrmap.kernel.userfaultfd import move_pages
+from fuzzrmap.scenario import CLEAN, FAILS, Variant, World
+
+S_ADDR = 0x10000
+D_ADDR = 0x40000
+
+
+def new_root_anon_vma(k: Kernel, vma: VMA) -> AnonVma:
+    """What ``__anon_vma_prepare()`` leaves for a VMA's first anon fault."""
+    av = k.anon_vma_cachep.kmem_cache_alloc()
+    av.refcount.atomic_set(1)
+    av.num_children = 1  # self-parent link for new root
+    av.num_active_vmas = 1
+    vma.anon_vma = av
+    anon_vma_chain_link(vma, av)
+    return av
+
+
+@attrs.define
+class UffdWorld:
+    mm: MM
+    src: VMA
+    dst: VMA
+    folio: Folio
+    parent: VMA
+    child: VMA
+
+
+def build(k: Kernel) -> UffdWorld:
+    mm = MM("mm")
+    src = VMA("S", mm, S_ADDR, pages=1, vm_pgoff=0x10)
+    dst = VMA("D", mm, D_ADDR, pages=1, vm_pgoff=0x40)
+    as_ = new_root_anon_vma(k, src)
+    new_root_anon_vma(k, dst)
+    folio = Folio("F", mapping=as_, index=linear_page_index(src, S_ADDR))
+    set_pte_at(src, S_ADDR, folio)
+    folio._mapcount = 1
+    folio._refcount.atomic_inc()  # the reader's reference (it isolated F from the LRU)
+
+    parent_mm, child_mm = MM("parent"), MM("child")
+    parent = VMA("P", parent_mm, 0x70000, pages=1, vm_pgoff=0x70)
+    child = VMA("C", child_mm, 0x70000, pages=1, vm_pgoff=0x70)
+    new_root_anon_vma(k, parent)
+    k.mms.extend([mm, parent_mm, child_mm])
+    return UffdWorld(mm, src, dst, folio, parent, child)
+
+
+def threads(w: UffdWorld, reader: Callable[[], Coroutine]) -> World:
+    async def mover():
+        await move_pages(w.mm, w.dst, w.src, D_ADDR, S_ADDR, PAGE_SIZE)
+
+    async def munmap():
+        await do_munmap(w.mm, w.src)
+
+    async def fork():
+        await dup_mmap(w.child, w.parent)
+
+    return World(
+        threads=[("reader", reader), ("mover", mover), ("munmap", munmap), ("fork", fork)],
+        folios=[w.folio],
+    )
+
+
+def variants(no_slow_recheck_expect: str) -> tuple:
+    return (
+        Variant("fixed", Protocol(fast_recheck=True, slow_recheck=True), CLEAN,
+                "G1 as merged: both folio->mapping rechecks"),
+        Variant("unpatched", Protocol(fast_recheck=False, slow_recheck=False), FAILS,
+                "G0 reader (before the seed patch) against the UFFDIO_MOVE mover"),
+        Variant("no-fast-recheck", Protocol(fast_recheck=False, slow_recheck=True), FAILS,
+                "only the slow-path recheck (hunk 2)"),
+        Variant("no-slow-recheck", Protocol(fast_recheck=True, slow_recheck=False), no_slow_recheck_expect,
+                "only the fast-path recheck (hunk 1)"),
+    )

@@ -1,0 +1,32 @@
+"""Spec S2: page_idle (no try_lock, so fast *and* slow path) against UFFDIO_MOVE.
+
+The mover write-locks the source root, so a reader that arrives meanwhile
+fails the trylock, pins the anon_vma, sleeps in ``down_read`` and wakes after
+the move.  Without the slow-path recheck it returns the source anon_vma while
+the folio lives under the destination root: the walk misses the only mapping
+and the returned lock no longer stabilises the folio's rmap (I1c/I1d).  The
+fast-path race of S1 is reachable too.
+"""
+
+from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs
+from fuzzrmap.scenario import FAILS, Scenario
+
+from fuzzrmap.scenarios import uffd_common
+
+
+def setup(k):
+    w = uffd_common.build(k)
+
+    async def reader():
+        await page_idle_clear_pte_refs(w.folio)
+
+    return uffd_common.threads(w, reader)
+
+
+SCENARIO = Scenario(
+    name="uffd-move-vs-page-idle",
+    spec="S2",
+    summary="page_idle_clear_pte_refs() (unlocked, blocking) vs UFFDIO_MOVE + munmap + slot re-use",
+    variants=uffd_common.variants(no_slow_recheck_expect=FAILS),
+    setup=setup,
+)

@@ -1,0 +1,202 @@
+"""Semantics of the kernel primitives, each checked on a scripted schedule."""
+
+from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock, synchronize_rcu
+from fuzzrmap.kernel.refcount import Atomic
+from fuzzrmap.kernel.rmap import AnonVma
+from fuzzrmap.kernel.rwsem import RWSem
+from fuzzrmap.kernel.slab import Slab, SlotState
+from fuzzrmap.sched.api import point
+
+from helpers import run_threads
+
+log = []
+
+
+def test_writer_preference_queued_writer_blocks_new_readers_and_trylocks():
+    sem = RWSem("sem")
+    seen = {}
+
+    def reader1(k):
+        async def body():
+            await sem.down_read("t", "r1 down_read")
+            await point("t", "r1 holds")
+            await point("t", "r1 up_read")
+            sem.up_read()
+        return body()
+
+    def writer(k):
+        async def body():
+            await sem.down_write("t", "w down_write")  # queues behind reader1
+            await point("t", "w holds")
+            sem.up_write()
+        return body()
+
+    def reader2(k):
+        async def body():
+            await point("t", "r2 trylock")
+            seen["trylock_with_writer_queued"] = sem.down_read_trylock()
+            seen["is_locked"] = sem.is_locked()
+            await sem.down_read("t", "r2 down_read")  # must queue behind the writer
+            seen["order"] = list(log)
+            sem.up_read()
+        return body()
+
+    # r1 takes it, w queues, r2 tries, r2 queues, r1 releases -> w, then r2.
+    execution, _ = run_threads([reader1, writer, reader2], order=[0, 0, 1, 1, 2, 2, 2, 0, 0, 1, 1, 2, 2])
+    assert execution.failure is None, execution.failure
+    assert seen["trylock_with_writer_queued"] is False
+    assert seen["is_locked"] is True
+    labels = [s.label for s in execution.steps]
+    assert labels.index("w down_write [wakes holding it]") < labels.index("r2 down_read [wakes holding it]")
+
+
+def test_fifo_handoff_grants_the_run_of_readers_at_the_front():
+    sem = RWSem("sem")
+    holders = []
+
+    def writer(k):
+        async def body():
+            await sem.down_write("t", "w")
+            await point("t", "w up")
+            sem.up_write()
+            holders.append(len(sem.readers))
+        return body()
+
+    def reader(k):
+        async def body():
+            await sem.down_read("t", "r")
+            await point("t", "r up")
+            sem.up_read()
+        return body()
+
+    execution, _ = run_threads([writer, reader, reader], order=[0, 1, 2, 0, 0])
+    assert execution.failure is None
+    # both queued readers were granted together when the writer released
+    assert holders == [2]
+
+
+def test_up_read_of_an_unheld_rwsem_is_I7():
+    sem = RWSem("sem")
+
+    def bad(k):
+        async def body():
+            await point("t", "up_read without down")
+            sem.up_read()
+        return body()
+
+    execution, _ = run_threads([bad])
+    assert execution.failure.invariant == "I7"
+
+
+def test_sleeping_inside_rcu_is_I8():
+    sem = RWSem("sem")
+
+    def holder(k):
+        async def body():
+            await sem.down_write("t", "w")
+            await point("t", "hold")
+            sem.up_write()
+        return body()
+
+    def sleeper(k):
+        async def body():
+            await point("t", "rcu_read_lock")
+            rcu_read_lock()
+            await sem.down_read("t", "down_read inside rcu")
+        return body()
+
+    execution, _ = run_threads([holder, sleeper], order=[0, 1, 1])
+    assert execution.failure.invariant == "I8"
+    assert "RCU" in execution.failure.message
+
+
+def test_abba_deadlock_is_detected_with_the_waits_named():
+    a, b = RWSem("A"), RWSem("B")
+
+    def t(first, second):
+        def make(k):
+            async def body():
+                await first.down_write("t", f"lock {first.name}")
+                await second.down_write("t", f"lock {second.name}")
+            return body()
+        return make
+
+    execution, _ = run_threads([t(a, b), t(b, a)], order=[0, 1, 0, 1])
+    assert execution.failure.invariant == "I8"
+    assert "deadlock" in execution.failure.message
+    assert "lock B [wakes holding it]" in execution.failure.message
+
+
+def test_grace_period_waits_for_preexisting_readers_only():
+    events = []
+
+    def reader(k):
+        async def body():
+            await point("t", "enter")
+            rcu_read_lock()
+            await point("t", "inside")
+            events.append("reader leaves")
+            rcu_read_unlock()
+            await point("t", "enter again")
+            rcu_read_lock()
+            await point("t", "inside again")
+            events.append("reader leaves again")
+            rcu_read_unlock()
+        return body()
+
+    def updater(k):
+        async def body():
+            await synchronize_rcu("t")
+            events.append("grace period over")
+        return body()
+
+    # reader enters; GP starts; reader leaves; reader re-enters; GP ends while reader is inside its new section
+    execution, _ = run_threads([reader, updater], order=[0, 1, 0, 0, 1, 0])
+    assert execution.failure is None
+    assert events.index("reader leaves") < events.index("grace period over") < events.index("reader leaves again")
+
+
+def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period():
+    slab = Slab("anon_vma", AnonVma)
+    a = slab.kmem_cache_alloc()
+    b = slab.kmem_cache_alloc()
+    a.refcount.atomic_set(0)
+
+    def freer(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(a)
+        return body()
+
+    run_threads([freer])
+    assert a.slab_state is SlotState.FREE
+    c = slab.kmem_cache_alloc()
+    assert c is a and c.gen == 2 and c.slab_state is SlotState.LIVE, "freed memory is handed out again at once"
+    assert c.rwsem is a.rwsem, "the constructor runs once per slot: the rwsem survives"
+
+    def free_again(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(c)
+        return body()
+
+    run_threads([free_again])
+    seq = slab.unreclaimed()
+    slab.release_pages(seq)
+    assert c.slab_state is SlotState.GONE
+    assert slab.kmem_cache_alloc() is not c, "a released slot is never reused"
+    assert b.slab_state is SlotState.LIVE
+
+
+def test_inc_not_zero_cannot_resurrect_and_double_put_is_I6():
+    ref = Atomic("r", 0)
+    assert ref.atomic_inc_not_zero() is False and ref.counter == 0
+
+    def putter(k):
+        async def body():
+            await point("t", "put")
+            ref.atomic_dec_and_test()
+        return body()
+
+    execution, _ = run_threads([putter])
+    assert execution.failure.invariant == "I6"
