@@ -20,6 +20,7 @@ from fuzzrmap import engine, report
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
+from fuzzrmap.sched.strategies.pct import PCT
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--variant", default="fixed")
     fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default 10000)")
     fz.add_argument("--seed", type=_seed, default=0)
-    fz.add_argument("--strategy", choices=sorted(STRATEGIES), default="random")
+    fz.add_argument("--strategy", choices=sorted(STRATEGIES), default="pct",
+                    help="pct (default: finds shallow races in few schedules) or random (uniform walk)")
+    fz.add_argument("--depth", type=_positive, help="PCT bug depth d (default 3)")
     fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
                     help="direct (fast loop) or trio (trio tasks); same schedules either way")
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
@@ -104,10 +107,18 @@ def cmd_list(args) -> int:
     return EXIT_CLEAN
 
 
+def _strategy(args):
+    if args.strategy == "pct":
+        return PCT(args.seed, depth=args.depth or 3)
+    if args.depth is not None:
+        raise UsageError("--depth applies to --strategy pct only")
+    return STRATEGIES[args.strategy](args.seed)
+
+
 def cmd_fuzz(args) -> int:
     scenario = registry.get(args.scenario)
     variant = scenario.variant(args.variant)
-    strategy = STRATEGIES[args.strategy](args.seed)
+    strategy = _strategy(args)
     show_progress = not args.json and sys.stderr.isatty()
     last = [0.0]
 
@@ -154,6 +165,10 @@ def cmd_fuzz(args) -> int:
             print("interrupted: no failure found so far")
         else:
             print(f"no failure found ({result.accuracy_events} accuracy events, I10c, which the fixed kernel has too)")
+            if isinstance(strategy, PCT):
+                print(f"PCT bound: n={strategy.max_tasks} threads, k={strategy.k} steps, depth d={strategy.depth}: "
+                      f"a depth-{strategy.depth} bug is missed with probability <= "
+                      f"{strategy.miss_probability(result.schedules):.3g}")
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FOUND if failure else EXIT_CLEAN

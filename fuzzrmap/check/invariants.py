@@ -57,6 +57,16 @@ def anon_vma_loaded(av: "AnonVma") -> None:
     current().believed[av.slot] = av.gen
 
 
+def anon_vma_pinned(av: "AnonVma") -> None:
+    """The running task took a reference on ``av`` with ``atomic_inc_not_zero``.
+
+    The reference pins whatever generation the slot holds now, so locking and
+    putting it are safe; using it as the folio's anon_vma still needs the
+    ``folio->mapping`` recheck, which is what I1 judges.
+    """
+    current().believed[av.slot] = av.gen
+
+
 def anon_vma_freed(av: "AnonVma", tasks: Iterable[TaskStruct]) -> None:
     """I5d: ``kmem_cache_free`` only at refcount 0 and while no task holds a lock returned for it."""
     if av.refcount.atomic_read() != 0:

@@ -178,6 +178,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
     check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
     if not anon_vma.refcount.atomic_inc_not_zero():
         return await _out(fn, None)
+    check.anon_vma_pinned(anon_vma)
 
     # If this folio is still mapped, then its anon_vma cannot have been freed.
     await point(fn, "G4 folio_mapped(folio)", reads("folio.mapcount"))
@@ -261,6 +262,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         if not anon_vma.refcount.atomic_inc_not_zero():
             anon_vma = None
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
+        check.anon_vma_pinned(anon_vma)
 
         await point(fn, "S3 folio_mapped(folio)", reads("folio.mapcount"))
         if not folio_mapped(folio):

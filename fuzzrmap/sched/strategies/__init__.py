@@ -37,9 +37,10 @@ class Strategy:
 
 
 def _registry() -> Dict[str, Type[Strategy]]:
+    from fuzzrmap.sched.strategies.pct import PCT
     from fuzzrmap.sched.strategies.random_walk import RandomWalk
 
-    return {RandomWalk.name: RandomWalk}
+    return {RandomWalk.name: RandomWalk, PCT.name: PCT}
 
 
 STRATEGIES = _registry()
