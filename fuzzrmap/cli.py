@@ -1,10 +1,12 @@
-"""The ``fuzzrmap`` command line: list, fuzz, replay.
+"""The ``fuzzrmap`` command line: list, fuzz, replay, show.
 
-Exit codes: 0 - nothing found (fuzz) or nothing to reproduce (replay);
-1 - a failure was found or reproduced; 2 - bad input (unknown scenario or
+Exit codes: 0 - nothing found (fuzz), a complete search found nothing
+(explore) or nothing to reproduce (replay); 1 - a failure was found or
+reproduced; 3 - explore stopped by its budget before it was complete; 2 - bad input (unknown scenario or
 variant, bad flag, unreadable, malformed or stale seed file, a seed file that
 diverges from the model), always as one line on stderr, never a traceback;
-130 - interrupted (what was found before is already on disk).
+130 - interrupted (what was found before is already on disk).  ``show`` is a
+viewer: it exits 0 whether or not the seed file's schedule fails.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report
+from fuzzrmap import engine, report, show
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
 from fuzzrmap.sched.strategies.pct import PCT
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class UsageError(Exception):
@@ -41,6 +43,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
 
 
@@ -75,17 +87,34 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
     fz.add_argument("--json", action="store_true")
 
+    ex = sub.add_parser("explore", help="search all interleavings (partial-order reduction) for a violation")
+    ex.add_argument("scenario")
+    ex.add_argument("--variant", default="fixed")
+    ex.add_argument("--preemption-bound", type=_natural, metavar="K",
+                    help="only schedules with at most K preemptions (naive search, no reduction)")
+    ex.add_argument("--no-reduction", action="store_true", help="naive depth-first search over every schedule")
+    ex.add_argument("--max-executions", type=_positive, metavar="N", help="stop after N executions (exit 3)")
+    ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
+    ex.add_argument("--json", action="store_true")
+
     rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
     rp.add_argument("seedfile", type=Path)
     rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
     rp.add_argument("--json", action="store_true")
+
+    sh = sub.add_parser("show", help="export a seed file's timeline: text, an HTML swimlane or a Chrome trace")
+    sh.add_argument("seedfile", type=Path)
+    sh.add_argument("--format", choices=show.FORMATS, default="text",
+                    help="text (as replay prints it), html (one self-contained page) or chrome "
+                         "(Trace Event JSON for ui.perfetto.dev or chrome://tracing)")
+    sh.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay}[args.command](args)
+        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "replay": cmd_replay, "show": cmd_show}[args.command](args)
     except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
@@ -136,10 +165,7 @@ def cmd_fuzz(args) -> int:
         strategy.begin(result.failure_index)
         seed = engine.seed_file_for(scenario, variant, strategy, result.execution)
         path = args.out / f"{scenario.name}-{variant.name}-{result.execution.failure.invariant}-s{args.seed}-{result.failure_index}.json"
-        try:
-            seedfile.write(seed, path)
-        except OSError as e:
-            raise UsageError(f"cannot write seed file {path}: {e.strerror or e}") from None
+        _save(seed, path)
 
     failure = result.execution.failure if result.execution else None
     if args.json:
@@ -174,6 +200,69 @@ def cmd_fuzz(args) -> int:
     return EXIT_FOUND if failure else EXIT_CLEAN
 
 
+def _save(seed, path: Path) -> None:
+    try:
+        seedfile.write(seed, path)
+    except OSError as e:
+        raise UsageError(f"cannot write seed file {path}: {e.strerror or e}") from None
+
+
+def cmd_explore(args) -> int:
+    scenario = registry.get(args.scenario)
+    variant = scenario.variant(args.variant)
+    reduction = not args.no_reduction and args.preemption_bound is None
+    result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
+                            max_executions=args.max_executions)
+    path = None
+    failure = result.failure.failure if result.failure else None
+    if failure is not None:
+        seed = engine.seed_file_for(scenario, variant, engine.Explore(reduction, args.preemption_bound), result.failure)
+        path = args.out / f"{scenario.name}-{variant.name}-{failure.invariant}-explore.json"
+        _save(seed, path)
+    if reduction:
+        search = "partial-order reduction (DPOR + sleep sets)"
+    elif args.preemption_bound is not None:
+        search = f"naive, at most {args.preemption_bound} preemptions"
+    else:
+        search = "naive (every schedule)"
+    if failure is not None:
+        verdict = "violation"
+    elif result.complete:
+        verdict = "verified" if not result.bound_cut else f"verified up to {args.preemption_bound} preemptions"
+    else:
+        verdict = "interrupted" if result.interrupted else "--max-executions reached"
+    if args.json:
+        print(json.dumps({
+            "scenario": scenario.name, "variant": variant.name, "search": search, "verdict": verdict,
+            "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
+            "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut,
+            "invariant": failure.invariant if failure else None, "message": failure.message if failure else None,
+            "seed_file": str(path) if path else None, "elapsed_s": round(result.elapsed_s, 3),
+            "naive_upper_bound": str(result.naive_upper_bound), "steps_per_thread": result.steps_per_thread,
+        }))
+    else:
+        print(f"{scenario.name} / {variant.name}: {search}")
+        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s")
+        print(f"  naive interleavings: at most {result.naive_upper_bound:.3g} "
+              f"(steps per thread {'+'.join(map(str, result.steps_per_thread))}, ignoring blocking)")
+        if failure is not None:
+            print(f"VIOLATION {failure.headline()}")
+            print(f"  seed file: {path}")
+            print(f"  replay it: fuzzrmap replay {path}")
+        elif result.complete:
+            scope = ("every interleaving is equivalent to one that was run" if reduction else
+                     "every schedule was run" if args.preemption_bound is None or not result.bound_cut else
+                     f"every schedule with at most {args.preemption_bound} preemptions was run")
+            print(f"VERIFIED: no violation; {scope}")
+        else:
+            print(f"INCOMPLETE: {verdict}; no violation in what was run")
+    if failure is not None:
+        return EXIT_FOUND
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_CLEAN if result.complete else EXIT_BUDGET
+
+
 def cmd_replay(args) -> int:
     seed = seedfile.read(args.seedfile)
     execution = engine.replay(seed, driver=args.driver)
@@ -197,6 +286,19 @@ def cmd_replay(args) -> int:
         raise engine.ReplayError("replay did not reproduce the recorded failure "
                                  f"(recorded {_describe(seed.failure)}, got {_describe(execution.failure)})")
     return EXIT_FOUND if execution.failure else EXIT_CLEAN
+
+
+def cmd_show(args) -> int:
+    seed = seedfile.read(args.seedfile)
+    document = show.render(show.record(seed), args.format)
+    if args.output is None:
+        sys.stdout.write(document)
+        return EXIT_CLEAN
+    try:
+        show.write(document, args.output)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.output}: {e.strerror or e}") from None
+    return EXIT_CLEAN
 
 
 def _same_failure(a, b) -> bool:

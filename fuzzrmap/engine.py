@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -30,7 +31,9 @@ from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
 from fuzzrmap.sched.seedfile import SeedFile
+from fuzzrmap.sched.api import touch
 from fuzzrmap.sched.strategies import Strategy
+from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
 from fuzzrmap.sched.trace import Execution, Failure
 
@@ -61,7 +64,9 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
 
 async def _thread(body):
     await body()
-    invariants.task_exit(current())
+    t = current()
+    touch(t.exit_resource, True)
+    invariants.task_exit(t)
 
 
 def finish(sched: Scheduler) -> Execution:
@@ -76,8 +81,11 @@ def finish(sched: Scheduler) -> Execution:
 
 
 def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int = 0,
-            driver: str = "direct", max_steps: int = DEFAULT_MAX_STEPS) -> Execution:
+            driver: str = "direct", max_steps: int = DEFAULT_MAX_STEPS,
+            observer: Optional[Callable] = None) -> Execution:
+    """One schedule; ``observer(step_index, task)`` sees the state after each step."""
     sched = prepare(scenario, variant, strategy, index, max_steps)
+    sched.observer = observer
     if driver == "trio":
         drivers.run_trio([lambda: sched])
     else:
@@ -190,7 +198,8 @@ class ReplayError(Exception):
     """The seed file cannot be replayed against this model (exit code 2)."""
 
 
-def replay(seed: SeedFile, driver: str = "direct") -> Execution:
+def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] = None) -> Execution:
+    """Re-execute ``seed``'s decisions; ``observer`` is passed on to :func:`run_one`."""
     from fuzzrmap import scenario as registry
 
     scenario = registry.get(seed.scenario)
@@ -201,7 +210,7 @@ def replay(seed: SeedFile, driver: str = "direct") -> Execution:
             f"stale seed file: written for model {seed.fingerprint}, this is model {current}; "
             f"re-run 'fuzzrmap fuzz {seed.scenario} --variant {seed.variant}' to get a fresh one")
     try:
-        execution = run_one(scenario, variant, Replay(seed.steps), driver=driver)
+        execution = run_one(scenario, variant, Replay(seed.steps), driver=driver, observer=observer)
     except Divergence as d:
         raise ReplayError(f"seed file diverges from the model at {d}") from None
     if execution.roles != tuple(seed.roles):
@@ -212,3 +221,82 @@ def replay(seed: SeedFile, driver: str = "direct") -> Execution:
             f"after {len(execution.steps)} of {len(seed.steps)} recorded steps")
     return execution
 
+
+
+# -- exhaustive search -----------------------------------------------------------------
+
+@attrs.define
+class ExploreResult:
+    executions: int
+    pruned: int
+    complete: bool
+    failure: Optional[Execution]
+    elapsed_s: float
+    reduction: bool
+    preemption_bound: Optional[int]
+    bound_cut: bool
+    longest: int
+    steps_per_thread: List[int]
+    interrupted: bool = False
+
+    @property
+    def naive_upper_bound(self) -> int:
+        """Interleavings of the longest execution's per-thread step counts, ignoring blocking."""
+        total, count = 0, 1
+        for n in self.steps_per_thread:
+            total += n
+            count *= math.comb(total, n)
+        return count
+
+
+def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
+            preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
+            on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
+            stop_on_failure: bool = True) -> ExploreResult:
+    """Depth-first search over the schedules of a scenario, by default until the first failure.
+
+    ``complete`` is True when every schedule (every Mazurkiewicz trace, with
+    reduction; every schedule within the bound, without) has been run.
+    ``on_execution(execution, sched)`` sees each full execution (tests read
+    final states from ``sched.world``).
+    """
+    strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
+    start = time.perf_counter()
+    executions = pruned = longest = 0
+    per_thread: List[int] = []
+    failure = None
+    complete = False
+    interrupted = False
+    index = 0
+    try:
+        while True:
+            if index and not strategy.advance():
+                complete = True
+                break
+            if max_executions is not None and executions >= max_executions:
+                break
+            sched = prepare(scenario, variant, strategy, index)
+            sched.record_footprints = True
+            strategy.sched = sched
+            index += 1
+            try:
+                drivers.run_direct(sched)
+            except Prune:
+                pruned += 1
+                continue
+            execution = finish(sched)
+            strategy.analyse(execution)
+            executions += 1
+            if len(execution.steps) > longest:
+                longest = len(execution.steps)
+                per_thread = [sum(1 for s in execution.steps if s.task == t) for t in range(len(execution.roles))]
+            if on_execution is not None:
+                on_execution(execution, sched)
+            if execution.failure is not None and failure is None:
+                failure = execution
+                if stop_on_failure:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    return ExploreResult(executions, pruned, complete, failure, time.perf_counter() - start,
+                         reduction, preemption_bound, strategy.hit_bound, longest, per_thread, interrupted)

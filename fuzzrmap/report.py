@@ -10,7 +10,7 @@ terminal width), so two replays of a seed file print the same bytes.
 from __future__ import annotations
 
 import textwrap
-from typing import List
+from typing import List, Optional, Tuple
 
 from fuzzrmap.sched.trace import Execution
 
@@ -58,3 +58,27 @@ def verdict(execution: Execution) -> str:
         lines.append(f"{len(execution.events)} accuracy event(s), not failures:")
         lines += [f"  {e.headline()}" for e in execution.events]
     return "\n".join(lines)
+
+
+def conflicting(a, b) -> bool:
+    """Two footprints conflict when they share a resource and one of them writes it."""
+    return any(r == r2 and (w or w2) for r, w in a for r2, w2 in b)
+
+
+def racing_pair(execution: Execution) -> Optional[Tuple[int, int]]:
+    """The last two conflicting steps of different threads, one of them the failing thread's.
+
+    Returned as step indices ``(i, j)``, ``i < j <= failure step``; None when the
+    execution did not fail or no such pair exists.
+    """
+    f = execution.failure
+    if f is None or f.task not in execution.roles:
+        return None
+    t = execution.roles.index(f.task)
+    steps = execution.steps
+    for j in range(min(f.step, len(steps) - 1), 0, -1):
+        for i in range(j - 1, -1, -1):
+            a, b = steps[i], steps[j]
+            if a.task != b.task and t in (a.task, b.task) and conflicting(a.footprint, b.footprint):
+                return i, j
+    return None

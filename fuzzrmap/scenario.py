@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Coroutine, Dict, List, Tuple
+from typing import Callable, Coroutine, Dict, Hashable, List, Optional, Tuple
 
 import attrs
 
@@ -37,10 +37,12 @@ class Variant:
 
 @attrs.define
 class World:
-    """What ``setup`` returns: threads by role (spawn order) and the folios to check at the end."""
+    """What ``setup`` returns: threads by role (spawn order), the folios to check at
+    the end, and optionally a summary of the final state (compared by the search tests)."""
 
     threads: List[Tuple[str, Callable[[], Coroutine]]]
     folios: List[Folio]
+    final_state: Optional[Callable[[], Hashable]] = None
 
 
 @attrs.frozen

@@ -67,25 +67,26 @@ def build(k: Kernel) -> UffdWorld:
     return UffdWorld(mm, src, dst, folio, parent, child)
 
 
-def threads(w: UffdWorld, reader: Callable[[], Coroutine]) -> World:
+def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> World:
+    """The reader, the mover, munmap of S and, with ``fork``, a fork that re-uses freed slots."""
     async def mover():
         await move_pages(w.mm, w.dst, w.src, D_ADDR, S_ADDR, PAGE_SIZE)
 
     async def munmap():
         await do_munmap(w.mm, w.src)
 
-    async def fork():
+    async def forker():
         await dup_mmap(w.child, w.parent)
 
-    return World(
-        threads=[("reader", reader), ("mover", mover), ("munmap", munmap), ("fork", fork)],
-        folios=[w.folio],
-    )
+    racing = [("reader", reader), ("mover", mover), ("munmap", munmap)]
+    if fork:
+        racing.append(("fork", forker))
+    return World(threads=racing, folios=[w.folio])
 
 
-def variants(no_slow_recheck_expect: str) -> tuple:
+def variants(no_slow_recheck_expect: str, fixed_expect: str = CLEAN) -> tuple:
     return (
-        Variant("fixed", Protocol(fast_recheck=True, slow_recheck=True), CLEAN,
+        Variant("fixed", Protocol(fast_recheck=True, slow_recheck=True), fixed_expect,
                 "G1 as merged: both folio->mapping rechecks"),
         Variant("unpatched", Protocol(fast_recheck=False, slow_recheck=False), FAILS,
                 "G0 reader (before the seed patch) against the UFFDIO_MOVE mover"),

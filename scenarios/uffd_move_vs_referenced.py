@@ -23,7 +23,7 @@ def setup(k):
     async def reader():
         await folio_referenced(w.folio, is_locked=False)
 
-    return uffd_common.threads(w, reader)
+    return uffd_common.threads(w, reader, fork=True)
 
 
 SCENARIO = Scenario(

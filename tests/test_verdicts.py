@@ -13,6 +13,9 @@ from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.random_walk import RandomWalk
 
 CASES = [(s.name, v.name, v.expect) for s in registry.scenarios().values() for v in s.variants]
+# The fork scenario's fixed variant fails only in a narrow window that exhaustive search
+# finds (test_explore.py); sampling strategies are checked on the rest.
+SAMPLED = [c for c in CASES if c[:2] != ("uffd-move-vs-page-idle-fork", "fixed")]
 
 
 def test_the_flagship_scenarios_and_their_expectations_are_registered():
@@ -25,11 +28,15 @@ def test_the_flagship_scenarios_and_their_expectations_are_registered():
         ("uffd-move-vs-page-idle", "unpatched"): FAILS,
         ("uffd-move-vs-page-idle", "no-fast-recheck"): FAILS,
         ("uffd-move-vs-page-idle", "no-slow-recheck"): FAILS,
+        ("uffd-move-vs-page-idle-fork", "fixed"): FAILS,
+        ("uffd-move-vs-page-idle-fork", "unpatched"): FAILS,
+        ("uffd-move-vs-page-idle-fork", "no-fast-recheck"): FAILS,
+        ("uffd-move-vs-page-idle-fork", "no-slow-recheck"): FAILS,
     }
     assert {(s, v): e for s, v, e in CASES} == expected
 
 
-@pytest.mark.parametrize("scenario,variant,expect", CASES)
+@pytest.mark.parametrize("scenario,variant,expect", SAMPLED)
 def test_verdict(scenario, variant, expect):
     sc = registry.get(scenario)
     v = sc.variant(variant)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 
 from fuzzrmap.check import ACCURACY, SAFETY, event, violation
 from fuzzrmap.kernel.memory import VMA, Folio, folio_mapped, mappers
-from fuzzrmap.kernel.slab import SlotState
+from fuzzrmap.kernel.slab import SlotState, slot_resource
+from fuzzrmap.sched.api import touch
 from fuzzrmap.kernel.task import Kernel, TaskStruct, current
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +42,7 @@ def anon_vma_access(av: "AnonVma", what: str, idiom: bool = False) -> None:
     read, L4's trylock, S2/G3's ``atomic_inc_not_zero`` and the ``up_read`` of a
     hold from L4): their results are validated afterwards.
     """
+    touch(slot_resource(av.slot), False)
     if av.slab_state is SlotState.GONE:
         raise violation("I5a", SAFETY, f"use-after-free: {what} touches {av!r}, whose slab memory was released after a grace period")
     if idiom:
@@ -78,6 +80,17 @@ def anon_vma_freed(av: "AnonVma", tasks: Iterable[TaskStruct]) -> None:
 
 # -- I1, I2: the lock folio_lock_anon_vma_read() returns -----------------------
 
+def _reads_folio_and_tree(folio: Folio, av: "AnonVma") -> None:
+    """The shared state the I1/I2 checks read, for the step's footprint."""
+    touch("folio.mapping", False)
+    touch("folio.mapcount", False)
+    touch(f"{av.name}.root", False)
+    touch(f"{av.name}.rb_root", False)
+    avf = folio.mapping
+    if avf is not None:
+        touch(f"{avf.name}.root", False)
+
+
 def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_entry: int) -> None:
     """I1: the return contract of ``folio_lock_anon_vma_read()``."""
     t = current()
@@ -89,6 +102,7 @@ def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_e
     if len(new) != 1 or new[0][1] != "read":
         raise violation("I1a", SAFETY, f"returned {av!r} holding {[(l.name, m) for l, m in new]}, not exactly one read hold")
     sem = new[0][0]
+    _reads_folio_and_tree(folio, av)
     if av.slab_state is not SlotState.LIVE:
         raise violation("I1b", SAFETY, f"returned {av!r}, which is {av.slab_state.value}, with {sem.name} read-held")
     if av.root.rwsem is not sem:
@@ -105,6 +119,7 @@ def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_e
 def walk_hold_stable(folio: Folio, av: "AnonVma", sem: "RWSem", what: str) -> None:
     """I2: while a walker holds the lock returned for ``av``, the folio stays in that tree."""
     anon_vma_access(av, what)
+    _reads_folio_and_tree(folio, av)
     if av.root.rwsem is not sem:
         raise violation("I2", SAFETY, f"{what}: {av!r}'s root changed to {av.root!r} while {sem.name} is held for it")
     avf = folio.mapping
@@ -137,6 +152,7 @@ def walk_complete(folio: Folio, mapped_at_start: List[VMA], visited: List[VMA], 
 def folio_field_write_allowed(folio: Folio, what: str) -> None:
     """I3: ``folio->mapping`` and ``folio->index`` of an anon folio change only under the folio lock."""
     t = current()
+    touch(folio.lock.name, False)
     if folio.lock.owner is not t:
         raise violation("I3", SAFETY, f"{t.comm} writes {what} of {folio.name} without the folio lock")
 
@@ -146,6 +162,11 @@ def move_anon_rmap_allowed(folio: Folio, new: "AnonVma") -> None:
     t = current()
     folio_field_write_allowed(folio, f"folio->mapping = {new!r}")
     old = folio.mapping
+    touch("folio.mapcount", False)
+    for av in (old, new):
+        if av is not None:
+            touch(f"{av.name}.root", False)
+            touch(slot_resource(av.slot), False)
     if old is not None and old.root is not new.root and folio_mapped(folio):
         if not t.holds(old.root.rwsem, "write"):
             raise violation("I3", SAFETY, f"{t.comm} moves {folio.name} from root {old.root!r} to root {new.root!r} without holding {old.root.rwsem.name} for write")

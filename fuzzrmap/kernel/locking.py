@@ -15,7 +15,7 @@ from typing import Optional
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.rwsem import might_sleep
 from fuzzrmap.kernel.task import TaskStruct, current
-from fuzzrmap.sched.api import point, wait_until, writes
+from fuzzrmap.sched.api import point, touch, wait_until, writes
 
 SPIN = "spin"
 SLEEP = "lock"
@@ -34,6 +34,7 @@ class ExclusiveLock:
         return f"lock({self.name})"
 
     def trylock(self) -> bool:
+        touch(self.name, True)
         if self.owner is None:
             t = current()
             self.owner = t
@@ -58,6 +59,7 @@ class ExclusiveLock:
 
     def unlock(self) -> None:
         t = current()
+        touch(self.name, True)
         if self.owner is not t:
             raise violation("I7", SAFETY, f"unlock of {self.name} by {t.comm}, which does not hold it")
         self.owner = None

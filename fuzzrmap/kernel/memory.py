@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 from fuzzrmap.kernel.locking import ExclusiveLock, folio_lock_bit, spinlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.sched.api import point, writes
+from fuzzrmap.sched.api import point, touch, writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from fuzzrmap.kernel.rmap import AnonVma, AnonVmaChain
@@ -103,8 +103,10 @@ class VMA:
     def __repr__(self) -> str:
         return self.name
 
-    def pte_resource(self, addr: int) -> str:
-        return f"pte:{self.name}:{addr:#x}"
+    @property
+    def pt_resource(self) -> str:
+        """Footprint name of this VMA's page table (PTEs and accessed bits)."""
+        return f"pte:{self.name}"
 
 
 def linear_page_index(vma: VMA, address: int) -> int:
@@ -132,6 +134,8 @@ def ptep_get_and_clear(vma: VMA, addr: int) -> Optional[Folio]:
 
 def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:
     """The VMAs whose page tables map ``folio`` right now (checker helper)."""
+    for v in vmas:
+        touch(v.pt_resource, False)
     return [v for v in vmas if folio in v.ptes.values()]
 
 
@@ -141,7 +145,7 @@ async def zap_pte_range(vma: VMA) -> None:
     for addr in sorted(vma.ptes):
         await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
         await point(fn, f"Z1 ptep_get_and_clear({vma.name}:{addr:#x}); folio_remove_rmap_pte()",
-                    writes(vma.pte_resource(addr), "folio.mapcount"))
+                    writes(vma.pt_resource, "folio.mapcount"))
         folio = ptep_get_and_clear(vma, addr)
         if folio is not None:
             folio._mapcount -= 1

@@ -22,7 +22,7 @@ from fuzzrmap.sched.api import point, reads, writes
 async def page_idle_clear_pte_refs_one(folio: Folio, vma: VMA, addr: int, arg: object) -> bool:
     fn = "page_idle_clear_pte_refs_one"
     if await page_vma_mapped_walk(folio, vma, addr, fn):
-        await point(fn, f"ptep_clear_young_notify({vma.name}:{addr:#x})", writes(vma.pte_resource(addr)))
+        await point(fn, f"ptep_clear_young_notify({vma.name}:{addr:#x})", writes(vma.pt_resource))
         vma.young[addr] = False
         page_vma_mapped_walk_done(vma)
     return True

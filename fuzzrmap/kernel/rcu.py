@@ -22,9 +22,8 @@ from typing import Callable, List, Tuple
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current
-from fuzzrmap.sched.api import point, reads, wait_until, writes
-
-RCU_STATE = "rcu"
+from fuzzrmap.kernel.slab import SLAB
+from fuzzrmap.sched.api import point, reads, touch, wait_until, writes
 
 
 class RCU:
@@ -35,6 +34,7 @@ class RCU:
 
 def rcu_read_lock() -> None:
     t = current()
+    touch(t.rcu_resource, True)
     if t.rcu_read_lock_nesting == 0:
         t.rcu_sections += 1
     t.rcu_read_lock_nesting += 1
@@ -42,6 +42,7 @@ def rcu_read_lock() -> None:
 
 def rcu_read_unlock() -> None:
     t = current()
+    touch(t.rcu_resource, True)
     if t.rcu_read_lock_nesting <= 0:
         raise violation("I9", SAFETY, f"rcu_read_unlock() by {t.comm} outside a read-side section")
     t.rcu_read_lock_nesting -= 1
@@ -50,7 +51,8 @@ def rcu_read_unlock() -> None:
 async def synchronize_rcu(func: str) -> None:
     """Start a grace period and wait until every pre-existing reader has left."""
     rcu = current().kernel.rcu
-    await point(func, "synchronize_rcu(): start grace period", writes(RCU_STATE))
+    readers = reads(*(t.rcu_resource for t in rcu.tasks))
+    await point(func, "synchronize_rcu(): start grace period", readers)
     snapshot: List[Tuple[TaskStruct, int]] = [
         (t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting
     ]
@@ -58,7 +60,7 @@ async def synchronize_rcu(func: str) -> None:
     def readers_gone() -> bool:
         return all(t.rcu_read_lock_nesting == 0 or t.rcu_sections != s for t, s in snapshot)
 
-    await wait_until(func, "synchronize_rcu(): grace period ends", readers_gone, reads(RCU_STATE))
+    await wait_until(func, "synchronize_rcu(): grace period ends", readers_gone, readers)
     rcu.completed += 1
 
 
@@ -68,12 +70,14 @@ async def rcu_gp_kthread(others_done: Callable[[], bool]) -> None:
     k = current().kernel
     cachep = k.anon_vma_cachep
     reclaimed = 0
+    others = reads(SLAB, *(t.exit_resource for t in k.rcu.tasks if t is not current()))
     while True:
-        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed or others_done())
+        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed or others_done(),
+                         others)
         batch = cachep.unreclaimed()
         if batch <= reclaimed:
             return
         await synchronize_rcu(fn)
-        await point(fn, "free slab pages of anon_vmas freed before the grace period", writes("slab"))
+        await point(fn, "free slab pages of anon_vmas freed before the grace period", writes(SLAB))
         cachep.release_pages(batch)
         reclaimed = batch

@@ -14,6 +14,7 @@ I6 (a double put).
 from __future__ import annotations
 
 from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.sched.api import touch
 
 
 class Atomic:
@@ -27,21 +28,26 @@ class Atomic:
         return f"{self.name}={self.counter}"
 
     def atomic_read(self) -> int:
+        touch(self.name, False)
         return self.counter
 
     def atomic_set(self, value: int) -> None:
+        touch(self.name, True)
         self.counter = value
 
     def atomic_inc(self) -> None:
+        touch(self.name, True)
         self.counter += 1
 
     def atomic_inc_not_zero(self) -> bool:
+        touch(self.name, True)
         if self.counter == 0:
             return False
         self.counter += 1
         return True
 
     def atomic_dec_and_test(self) -> bool:
+        touch(self.name, True)
         if self.counter <= 0:
             raise violation("I6", SAFETY, f"atomic_dec_and_test({self.name}) on a count of {self.counter}: double put")
         self.counter -= 1

@@ -30,7 +30,7 @@ from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlabObject
 from fuzzrmap.kernel.task import current
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import point, reads, touch, writes
 
 
 class AnonVma(SlabObject):
@@ -48,6 +48,7 @@ class AnonVma(SlabObject):
         self.fp_root = reads(f"{self.name}.root")
         self.fp_refcount = writes(f"{self.name}.refcount")
         self.fp_tree = writes(f"{self.name}.rb_root")
+        self.fp_tree_read = reads(f"{self.name}.rb_root")
 
     def __repr__(self) -> str:
         return self.name if self.gen == 1 else f"{self.name}/gen{self.gen}"
@@ -76,6 +77,8 @@ def anon_vma_alloc() -> AnonVma:
     """``anon_vma_alloc()``: may return a slot that a stale reader is still looking at."""
     k = current().kernel
     anon_vma = k.anon_vma_cachep.kmem_cache_alloc()
+    touch(f"{anon_vma.name}.root", True)
+    touch(f"{anon_vma.name}.rb_root", True)
     anon_vma.refcount.atomic_set(1)
     anon_vma.num_children = 0
     anon_vma.num_active_vmas = 0
@@ -115,9 +118,9 @@ async def __put_anon_vma(anon_vma: AnonVma) -> None:
 async def anon_vma_free(anon_vma: AnonVma) -> None:
     """The free "dance": synchronise with a reader that already owns the root rwsem."""
     fn = "anon_vma_free"
-    await point(fn, f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.root.rwsem._fp)
+    await point(fn, f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, "anon_vma_free")
-    if anon_vma.root.rwsem.is_locked():
+    if _root(anon_vma).rwsem.is_locked():
         await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
         await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
     await point(fn, f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
@@ -128,33 +131,41 @@ async def anon_vma_free(anon_vma: AnonVma) -> None:
 
 # -- the lock wrappers (include/linux/rmap.h); root is read at call time -----
 
+def _root(anon_vma: AnonVma) -> AnonVma:
+    """``anon_vma->root``, read as part of the caller's step."""
+    touch(f"{anon_vma.name}.root", False)
+    return anon_vma.root
+
+
 async def anon_vma_lock_write(anon_vma: AnonVma, func: str, label: str) -> None:
     check.anon_vma_access(anon_vma, label)
-    await anon_vma.root.rwsem.down_write(func, f"{label}({anon_vma!r}): down_write({anon_vma.root!r}->rwsem)")
+    root = _root(anon_vma)
+    await root.rwsem.down_write(func, f"{label}({anon_vma!r}): down_write({root!r}->rwsem)")
 
 
 def anon_vma_trylock_write(anon_vma: AnonVma) -> bool:
     check.anon_vma_access(anon_vma, "anon_vma_trylock_write")
-    return anon_vma.root.rwsem.down_write_trylock()
+    return _root(anon_vma).rwsem.down_write_trylock()
 
 
 async def anon_vma_unlock_write(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.root.rwsem._fp)
+    await point(func, f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
-    anon_vma.root.rwsem.up_write()
+    _root(anon_vma).rwsem.up_write()
 
 
 async def anon_vma_lock_read(anon_vma: AnonVma, func: str, label: str) -> None:
     check.anon_vma_access(anon_vma, label)
-    await anon_vma.root.rwsem.down_read(func, f"{label}({anon_vma!r}): down_read({anon_vma.root!r}->rwsem)")
+    root = _root(anon_vma)
+    await root.rwsem.down_read(func, f"{label}({anon_vma!r}): down_read({root!r}->rwsem)")
 
 
 async def anon_vma_unlock_read(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.root.rwsem._fp)
+    await point(func, f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
     t = current()
     t.anon_vma_locked[:] = [(a, s) for a, s in t.anon_vma_locked if a is not anon_vma]
-    anon_vma.root.rwsem.up_read()
+    _root(anon_vma).rwsem.up_read()
 
 
 # -- getting the anon_vma of a folio ------------------------------------------
@@ -163,7 +174,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
     """Return a referenced anon_vma that might have been relevant to ``folio`` (spec 2.2)."""
     fn = "folio_get_anon_vma"
     anon_vma = None
-    await point(fn, "G1 rcu_read_lock(); READ_ONCE(folio->mapping)", reads("folio.mapping", "rcu"))
+    await point(fn, "G1 rcu_read_lock(); READ_ONCE(folio->mapping)", reads("folio.mapping"))
     rcu_read_lock()
     anon_mapping = folio.mapping
     if anon_mapping is None:
@@ -192,7 +203,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
 
 async def _out(fn: str, anon_vma: Optional[AnonVma]) -> Optional[AnonVma]:
     """The ``out:`` label shared by the two lookups: leave RCU, return."""
-    await point(fn, "LX out: rcu_read_unlock()", reads("rcu"))
+    await point(fn, "LX out: rcu_read_unlock()")
     rcu_read_unlock()
     return anon_vma
 
@@ -209,7 +220,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
     anon_vma: Optional[AnonVma] = None
 
     while True:  # retry:
-        await point(fn, "L0 retry: rcu_read_lock()", reads("rcu"))
+        await point(fn, "L0 retry: rcu_read_lock()")
         rcu_read_lock()
         await point(fn, "L1 anon_mapping = READ_ONCE(folio->mapping)", reads("folio.mapping"))
         anon_mapping = folio.mapping
@@ -272,7 +283,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         check.anon_vma_loaded(anon_vma)
 
         # we pinned the anon_vma, its safe to sleep
-        await point(fn, "S4 rcu_read_unlock()", reads("rcu"))
+        await point(fn, "S4 rcu_read_unlock()")
         rcu_read_unlock()
         await anon_vma_lock_read(anon_vma, fn, "S5 anon_vma_lock_read")
 
@@ -321,14 +332,14 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, locked: bool) -> No
     anon_vma = await rmap_walk_anon_lock(folio, rwc)  # W1
     if anon_vma is None:
         return
-    sem = anon_vma.root.rwsem
+    sem = _root(anon_vma).rwsem
 
     await point(fn, "W2 pgoff_start = folio_pgoff(folio)", reads("folio.index"))
     check.walk_hold_stable(folio, anon_vma, sem, "W2 folio_pgoff")
     pgoff_start = folio.index
 
     visited: List[VMA] = []
-    await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree)
+    await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree_read)
     check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
     avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
     for avc in avcs:
@@ -353,7 +364,7 @@ async def page_vma_mapped_walk(folio: Folio, vma: VMA, address: int, func: str) 
     """
     await vma.ptl.lock(func, f"page_vma_mapped_walk: spin_lock({vma.ptl.name})")
     await point(func, f"page_vma_mapped_walk: pte at {vma.name}:{address:#x} maps folio?",
-                reads(vma.pte_resource(address)))
+                reads(vma.pt_resource))
     if vma.ptes.get(address) is folio:
         return True
     vma.ptl.unlock()
@@ -376,7 +387,7 @@ async def folio_referenced_one(folio: Folio, vma: VMA, address: int, pra: FolioR
     fn = "folio_referenced_one"
     referenced = 0
     if await page_vma_mapped_walk(folio, vma, address, fn):
-        await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.pte_resource(address)))
+        await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.pt_resource))
         if vma.young.get(address):
             vma.young[address] = False
             referenced += 1

@@ -24,7 +24,7 @@ from typing import Deque, List, Optional, Tuple
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current
-from fuzzrmap.sched.api import point, wait_until, writes
+from fuzzrmap.sched.api import point, touch, wait_until, writes
 
 READ = "read"
 WRITE = "write"
@@ -45,12 +45,14 @@ class RWSem:
 
     # -- non-blocking operations (one step of the caller) ---------------------
     def down_read_trylock(self) -> bool:
+        touch(self.name, True)
         if self.writer is None and not self.waiters:
             self._grant(current(), READ)
             return True
         return False
 
     def down_write_trylock(self) -> bool:
+        touch(self.name, True)
         if self.writer is None and not self.readers and not self.waiters:
             self._grant(current(), WRITE)
             return True
@@ -58,6 +60,7 @@ class RWSem:
 
     def up_read(self) -> None:
         t = current()
+        touch(self.name, True)
         if t not in self.readers:
             raise violation("I7", SAFETY, f"up_read({self.name}) by {t.comm}, which does not hold it for read")
         self.readers.remove(t)
@@ -66,6 +69,7 @@ class RWSem:
 
     def up_write(self) -> None:
         t = current()
+        touch(self.name, True)
         if self.writer is not t:
             raise violation("I7", SAFETY, f"up_write({self.name}) by {t.comm}, which does not hold it for write")
         self.writer = None
@@ -74,6 +78,7 @@ class RWSem:
 
     def is_locked(self) -> bool:
         """``rwsem_is_locked()``: held, or anyone queued."""
+        touch(self.name, False)
         return self.writer is not None or bool(self.readers) or bool(self.waiters)
 
     # -- blocking operations (a yield point, then maybe a wait) --------------
@@ -95,7 +100,7 @@ class RWSem:
         if self.writer is t or (mode == WRITE and t in self.readers):
             raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} ({mode}), which it already holds: self-deadlock")
         self.waiters.append((t, mode))
-        await wait_until(func, label + " [wakes holding it]", lambda: self._holds(t, mode))
+        await wait_until(func, label + " [wakes holding it]", lambda: self._holds(t, mode), self._fp)
 
     # -- internals -------------------------------------------------------------
     def _holds(self, t: TaskStruct, mode: str) -> bool:

@@ -29,6 +29,9 @@ import enum
 from typing import Callable, Generic, List, TypeVar
 
 from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.sched.api import touch
+
+SLAB = "slab"
 
 
 class SlotState(enum.Enum):
@@ -56,6 +59,11 @@ class SlabObject:
 T = TypeVar("T", bound=SlabObject)
 
 
+def slot_resource(slot: int) -> str:
+    """The footprint name of a slot's allocation state (what I5 checks read)."""
+    return f"slot#{slot}"
+
+
 class Slab(Generic[T]):
     def __init__(self, name: str, ctor: Callable[[int], T]) -> None:
         self.name = name
@@ -65,10 +73,12 @@ class Slab(Generic[T]):
         self.frees = 0
 
     def kmem_cache_alloc(self) -> T:
+        touch(SLAB, True)
         if self.freelist:
             obj = self.freelist.pop()
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
+            touch(slot_resource(obj.slot), True)
             return obj
         obj = self.ctor(len(self.slots) + 1)
         obj.init_slab(len(self.slots) + 1)
@@ -76,6 +86,8 @@ class Slab(Generic[T]):
         return obj
 
     def kmem_cache_free(self, obj: T) -> None:
+        touch(SLAB, True)
+        touch(slot_resource(obj.slot), True)
         if obj.slab_state is not SlotState.LIVE:
             raise violation("I5d", SAFETY, f"kmem_cache_free of {obj!r}, which is already {obj.slab_state.value}")
         self.frees += 1
@@ -86,13 +98,16 @@ class Slab(Generic[T]):
     # -- what the RCU grace-period thread does for this cache ---------------
     def unreclaimed(self) -> int:
         """Sequence number of the newest free not yet covered by a grace period (0: none)."""
+        touch(SLAB, False)
         return max((o.free_seq for o in self.freelist), default=0)
 
     def release_pages(self, freed_up_to: int) -> None:
         """A grace period that began after free number ``freed_up_to`` has ended."""
+        touch(SLAB, True)
         keep = []
         for obj in self.freelist:
             if obj.free_seq <= freed_up_to:
+                touch(slot_resource(obj.slot), True)
                 obj.slab_state = SlotState.GONE
             else:
                 keep.append(obj)

@@ -52,6 +52,16 @@ class TaskStruct:
     #: checker: (anon_vma, rwsem) returned locked by folio_lock_anon_vma_read (I2, I5d)
     anon_vma_locked: List[Tuple[object, object]] = attrs.Factory(list)
 
+    @property
+    def rcu_resource(self) -> str:
+        """Footprint name of this task's RCU read-side state."""
+        return f"rcu:{self.comm}"
+
+    @property
+    def exit_resource(self) -> str:
+        """Footprint name of this task's having returned (what waits on thread exit read)."""
+        return f"exit:{self.comm}"
+
     def holds(self, lock, mode: str) -> bool:
         return (lock, mode) in self.held
 

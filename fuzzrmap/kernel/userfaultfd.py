@@ -64,19 +64,19 @@ async def move_present_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: 
     err = 0
     await double_pt_lock(dst_vma.ptl, src_vma.ptl, fn)
     await point(fn, "M7b pte_same(src_pte) && pte_same(dst_pte); PageAnonExclusive",
-                reads(src_vma.pte_resource(src_addr), dst_vma.pte_resource(dst_addr)))
+                reads(src_vma.pt_resource, dst_vma.pt_resource))
     if src_vma.ptes.get(src_addr) is not orig_src_pte or dst_vma.ptes.get(dst_addr) is not orig_dst_pte:
         err = EAGAIN
     elif not src_folio.anon_exclusive:
         err = EBUSY
     else:
-        await point(fn, f"M7c ptep_clear_flush({src_vma.name}:{src_addr:#x})", writes(src_vma.pte_resource(src_addr)))
+        await point(fn, f"M7c ptep_clear_flush({src_vma.name}:{src_addr:#x})", writes(src_vma.pt_resource))
         ptep_get_and_clear(src_vma, src_addr)
         await folio_move_anon_rmap(src_folio, dst_vma)  # M7e
         await point(fn, "M7f src_folio->index = linear_page_index(dst_vma, dst_addr)", writes("folio.index"))
         check.folio_field_write_allowed(src_folio, "folio->index")
         src_folio.index = linear_page_index(dst_vma, dst_addr)
-        await point(fn, f"M7g set_pte_at({dst_vma.name}:{dst_addr:#x})", writes(dst_vma.pte_resource(dst_addr)))
+        await point(fn, f"M7g set_pte_at({dst_vma.name}:{dst_addr:#x})", writes(dst_vma.pt_resource))
         set_pte_at(dst_vma, dst_addr, src_folio)
     await point(fn, "M7h double_pt_unlock", writes(dst_vma.ptl.name, src_vma.ptl.name))
     double_pt_unlock(dst_vma.ptl, src_vma.ptl)
@@ -98,14 +98,14 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
         ptes_mapped = False
 
     while True:  # retry:
-        await point(fn, "M1 retry: pte_offset_map_nolock(dst_pte), (src_pte)", reads("rcu"))
+        await point(fn, "M1 retry: pte_offset_map_nolock(dst_pte), (src_pte)")
         rcu_read_lock()
         rcu_read_lock()
         ptes_mapped = True
 
         await dst_vma.ptl.lock(fn, f"M2 spin_lock({dst_vma.ptl.name})")
         await point(fn, f"M2 orig_dst_pte = ptep_get({dst_vma.name}:{dst_addr:#x}); spin_unlock",
-                    reads(dst_vma.pte_resource(dst_addr)))
+                    reads(dst_vma.pt_resource))
         orig_dst_pte = dst_vma.ptes.get(dst_addr)
         dst_vma.ptl.unlock()
         if orig_dst_pte is not None:
@@ -114,7 +114,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
 
         await src_vma.ptl.lock(fn, f"M2 spin_lock({src_vma.ptl.name})")
         await point(fn, f"M2 orig_src_pte = ptep_get({src_vma.name}:{src_addr:#x}); spin_unlock",
-                    reads(src_vma.pte_resource(src_addr)))
+                    reads(src_vma.pt_resource))
         orig_src_pte = src_vma.ptes.get(src_addr)
         src_vma.ptl.unlock()
         if orig_src_pte is None:
@@ -132,7 +132,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
         if src_folio is None:
             await src_vma.ptl.lock(fn, f"M4 spin_lock({src_vma.ptl.name})")
             await point(fn, "M4 pte_same(orig_src_pte, ptep_get(src_pte)); PageAnonExclusive; folio_get",
-                        reads(src_vma.pte_resource(src_addr)))
+                        reads(src_vma.pt_resource))
             if src_vma.ptes.get(src_addr) is not orig_src_pte:
                 src_vma.ptl.unlock()
                 err = EAGAIN
@@ -183,7 +183,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
         folio_unlock(src_folio)
         folio_put(src_folio)
     if ptes_mapped:
-        await point(fn, "M8 pte_unmap(dst_pte); pte_unmap(src_pte)", reads("rcu"))
+        await point(fn, "M8 pte_unmap(dst_pte); pte_unmap(src_pte)")
         pte_unmap_both()
     return err
 

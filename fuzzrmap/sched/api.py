@@ -20,6 +20,10 @@ model specification and a *footprint*: the shared resources the step will read
 or write, as ``(resource, is_write)`` pairs.  Footprints describe the step that
 follows the yield point, up to the next one.
 
+Primitives (locks, atomics, RCU, the slab) also :func:`touch` what they
+access, so a step's recorded footprint is the declared one plus everything
+the primitives did during the step; exhaustive search relies on it.
+
 Model code must never await anything else (trio primitives included): a driver
 that receives a foreign object raises :class:`ModelError`.
 """
@@ -85,9 +89,18 @@ class _Running:
 
     task = None
     sched = None
+    #: accesses of the running step, while the scheduler records footprints
+    touched = None
 
 
 RUNNING = _Running()
+
+
+def touch(resource: str, write: bool) -> None:
+    """Primitives report each access to shared state (recorded only when footprints are)."""
+    touched = RUNNING.touched
+    if touched is not None:
+        touched.append((resource, write))
 
 
 def running():

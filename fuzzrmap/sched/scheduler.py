@@ -25,7 +25,9 @@ strategies through :class:`~fuzzrmap.sched.strategies.Strategy`).
 from __future__ import annotations
 
 import enum
-from typing import Any, Coroutine, List, Optional
+
+import attrs
+from typing import Any, Callable, Coroutine, List, Optional
 
 from fuzzrmap.sched.api import RUNNING, ModelError, Op
 from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
@@ -84,6 +86,10 @@ class Scheduler:
         self._current: Optional[int] = None
         #: what the owner of this schedule built it from (the engine: kernel and world)
         self.world: Any = None
+        #: record each step's accesses into Step.footprint (declared + touched)
+        self.record_footprints = False
+        #: called as observer(step_index, task) after each step has run (reports, exports)
+        self.observer: Optional[Callable[[int, Task], None]] = None
 
     # -- setting up -------------------------------------------------------
     def spawn(self, role: str, coro: Coroutine) -> Task:
@@ -120,7 +126,7 @@ class Scheduler:
         if tid not in enabled:
             raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
         task = self.tasks[tid]
-        step = Step(tid, task.op.func, task.op.label, enabled)
+        step = Step(tid, task.op.func, task.op.label, enabled, task.op.footprint)
         self.steps.append(step)
         self.strategy.observe(step)
         self._current = tid
@@ -130,20 +136,27 @@ class Scheduler:
         """Run ``task`` from its yield point to the next one (or to its end)."""
         RUNNING.task = task
         RUNNING.sched = self
+        recording = self.record_footprints and self.steps
+        if recording:
+            RUNNING.touched = []
         try:
             op = task.coro.send(None)
         except StopIteration:
-            task.op = None
-            return
+            op = None
         except Violation as v:
-            task.op = None
+            op = None
             self._fail(v.failure)
-            return
         finally:
             RUNNING.task = None
-        if not isinstance(op, Op):
+            touched, RUNNING.touched = RUNNING.touched, None
+        if recording:
+            last = self.steps[-1]
+            self.steps[-1] = attrs.evolve(last, footprint=tuple(dict.fromkeys(last.footprint + tuple(touched))))
+        if op is not None and not isinstance(op, Op):
             raise ModelError(f"{task.role} awaited {op!r}, which is not a fuzzrmap yield point")
         task.op = op
+        if self.observer is not None and self.steps:
+            self.observer(len(self.steps) - 1, task)
 
     # -- results ------------------------------------------------------------
     @property

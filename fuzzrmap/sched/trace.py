@@ -26,10 +26,15 @@ LIVENESS = "LIVENESS"
 
 @attrs.frozen
 class Step:
+    """One decision.  ``footprint`` is the released step's declared accesses,
+    ``(resource, is_write)`` pairs; it is derived from the model on every run
+    and not stored in seed files."""
+
     task: int
     func: str
     label: str
     enabled: Tuple[int, ...]
+    footprint: Tuple[Tuple[str, bool], ...] = attrs.field(default=(), eq=False)
 
 
 @attrs.frozen

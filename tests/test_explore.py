@@ -1,0 +1,102 @@
+"""Exhaustive search: sound against naive enumeration, decisive on the flagship."""
+
+import json
+
+import pytest
+
+from fuzzrmap import cli, engine
+from fuzzrmap import scenario as registry
+from fuzzrmap.scenario import FAILS
+from fuzzrmap.sched.strategies.dpor import conflicting
+
+import tiny
+
+
+def outcomes(scenario, variant, reduction, **kw):
+    seen, traces = set(), set()
+
+    def record(execution, sched):
+        _, world = sched.world
+        seen.add((world.final_state(), execution.failure.invariant if execution.failure else None))
+        traces.add(mazurkiewicz(execution))
+
+    result = engine.explore(scenario, variant, reduction=reduction, stop_on_failure=False, on_execution=record, **kw)
+    assert result.complete
+    return result, seen, traces
+
+
+def mazurkiewicz(execution):
+    """The trace of an execution: each thread's steps, and the order of every dependent pair."""
+    ids, count = [], {}
+    for s in execution.steps:
+        ids.append((s.task, count.setdefault(s.task, 0), s.label))
+        count[s.task] += 1
+    order = frozenset((ids[i], ids[j]) for i in range(len(ids)) for j in range(i + 1, len(ids))
+                      if execution.steps[i].task != execution.steps[j].task
+                      and conflicting(execution.steps[i].footprint, execution.steps[j].footprint))
+    return frozenset(ids), order
+
+
+@pytest.mark.parametrize("scenario", tiny.ALL, ids=lambda s: s.name)
+@pytest.mark.parametrize("variant", ["buggy", "locked"])
+def test_reduced_search_reaches_the_same_states_and_violations_as_naive(scenario, variant):
+    v = scenario.variant(variant)
+    naive, naive_seen, naive_traces = outcomes(scenario, v, reduction=False)
+    dpor, dpor_seen, dpor_traces = outcomes(scenario, v, reduction=True)
+    assert dpor_seen == naive_seen
+    assert dpor.executions < naive.executions
+    if not any(inv for _, inv in naive_seen):
+        # without violations cutting executions short, each trace is run exactly once
+        assert dpor.executions == len(naive_traces) == len(dpor_traces)
+
+
+def test_the_tiny_bugs_are_there():
+    found = {s.name: {inv for _, inv in outcomes(s, s.variant("buggy"), reduction=True)[1]} for s in tiny.ALL}
+    assert "TINY" in found["tiny-lost-update"]
+    assert "I8" in found["tiny-abba"]
+    assert "I5a" in found["tiny-rcu-free"]
+
+
+FLAGSHIP = [(s.name, v.name, v.expect) for s in registry.scenarios().values() for v in s.variants]
+
+
+@pytest.mark.parametrize("scenario,variant,expect", FLAGSHIP)
+def test_explore_decides_every_flagship_variant(scenario, variant, expect):
+    sc = registry.get(scenario)
+    result = engine.explore(sc, sc.variant(variant))
+    if expect == FAILS:
+        assert result.failure is not None, f"{scenario}/{variant}: a violation exists"
+        assert result.failure.failure.task == "reader"
+    else:
+        assert result.failure is None and result.complete, f"{scenario}/{variant} must be verified"
+        assert result.naive_upper_bound > 100 * result.executions
+
+
+def test_the_residual_slow_path_window_is_an_unbalanced_unlock():
+    sc = registry.get("uffd-move-vs-page-idle-fork")
+    result = engine.explore(sc, sc.variant("fixed"))
+    failure = result.failure.failure
+    assert failure.invariant == "I7"
+    labels = [s.label for s in result.failure.steps]
+    assert any(label.startswith("FK5") for label in labels)
+    assert labels[-1].startswith("S6 anon_vma_unlock_read")
+
+
+def test_a_preemption_bound_limits_the_naive_search():
+    sc = registry.get("uffd-move-vs-referenced")
+    v = sc.variant("unpatched")
+    none = engine.explore(sc, v, reduction=False, preemption_bound=0)
+    assert none.complete and none.failure is None and none.bound_cut
+    one = engine.explore(sc, v, reduction=False, preemption_bound=1)
+    assert one.failure is not None
+
+
+def test_cli_explore_exit_codes_and_seed_file(tmp_path, capsys):
+    out = str(tmp_path)
+    assert cli.main(["explore", "uffd-move-vs-page-idle", "--variant", "unpatched", "--out", out, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "violation"
+    assert cli.main(["replay", report["seed_file"]]) == 1
+    assert cli.main(["explore", "uffd-move-vs-page-idle", "--max-executions", "5", "--out", out]) == cli.EXIT_BUDGET
+    assert "INCOMPLETE" in capsys.readouterr().out
+    assert cli.main(["explore", "uffd-move-vs-page-idle", "--preemption-bound", "-1"]) == cli.EXIT_USAGE
