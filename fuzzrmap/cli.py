@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report, show
+import attrs
+
+from fuzzrmap import engine, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
@@ -85,7 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
                     help="direct (fast loop) or trio (trio tasks); same schedules either way")
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
+    fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found")
+    fz.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
+                    help="executions for proving the shrunk schedule minimal")
+    fz.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     fz.add_argument("--json", action="store_true")
+
+    sk = sub.add_parser("shrink", help="shrink a seed file to the fewest preemptions, then the fewest steps")
+    sk.add_argument("seedfile", type=Path)
+    sk.add_argument("-o", "--output", type=Path, help="where to write it (default: SEEDFILE-min.json)")
+    sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N")
+    sk.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
+    sk.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("explore", help="search all interleavings (partial-order reduction) for a violation")
     ex.add_argument("scenario")
@@ -100,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
     rp.add_argument("seedfile", type=Path)
     rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
+    rp.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     rp.add_argument("--json", action="store_true")
 
     sh = sub.add_parser("show", help="export a seed file's timeline: text, an HTML swimlane or a Chrome trace")
@@ -114,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "replay": cmd_replay, "show": cmd_show}[args.command](args)
+        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
     except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
@@ -160,14 +175,22 @@ def cmd_fuzz(args) -> int:
     if show_progress:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
 
-    path = None
-    if result.execution is not None:
+    path = original_path = shrunk = None
+    execution = result.execution
+    if execution is not None:
         strategy.begin(result.failure_index)
-        seed = engine.seed_file_for(scenario, variant, strategy, result.execution)
-        path = args.out / f"{scenario.name}-{variant.name}-{result.execution.failure.invariant}-s{args.seed}-{result.failure_index}.json"
-        _save(seed, path)
+        path = args.out / f"{scenario.name}-{variant.name}-{execution.failure.invariant}-s{args.seed}-{result.failure_index}.json"
+        found = engine.seed_file_for(scenario, variant, strategy, execution)
+        if args.no_shrink:
+            _save(found, path)
+        else:
+            original_path = path.with_name(path.stem + "-original.json")
+            _save(found, original_path)
+            shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
+            execution = shrunk.execution
+            _save(engine.seed_file_for(scenario, variant, strategy, execution, shrink=shrunk.to_json()), path)
 
-    failure = result.execution.failure if result.execution else None
+    failure = execution.failure if execution else None
     if args.json:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy, "seed": args.seed,
@@ -178,6 +201,8 @@ def cmd_fuzz(args) -> int:
             "accuracy_events": result.accuracy_events,
             "elapsed_s": round(result.elapsed_s, 3), "schedules_per_s": round(result.schedules_per_s, 1),
             "seed_file": str(path) if path else None, "interrupted": result.interrupted,
+            "original_seed_file": str(original_path) if original_path else None,
+            "shrink": shrunk.to_json() if shrunk else None,
         }))
     else:
         head = (f"{scenario.name} / {variant.name}: strategy {args.strategy}, seed {args.seed}: "
@@ -185,8 +210,14 @@ def cmd_fuzz(args) -> int:
         print(head)
         if failure:
             print(f"FAILED at schedule {result.failure_index}: {failure.headline()}")
+            if shrunk:
+                print(f"  shrunk from {shrunk.original_steps} steps, {shrunk.original_preemptions} preemptions "
+                      f"to {len(execution.steps)} steps; {shrunk.minimality()}")
+                print(f"  as found:  {original_path}")
             print(f"  seed file: {path}")
             print(f"  replay it: fuzzrmap replay {path}")
+            print()
+            print(_picture(scenario, variant, execution, args.full))
         elif result.interrupted:
             print("interrupted: no failure found so far")
         else:
@@ -263,6 +294,38 @@ def cmd_explore(args) -> int:
     return EXIT_CLEAN if result.complete else EXIT_BUDGET
 
 
+def _picture(scenario, variant, execution, full: bool) -> str:
+    """The interleaving with its marks, the legend and the verdict."""
+    race = shrink.racing_pair(scenario, variant, execution) if execution.failure else None
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return "\n".join([report.interleaving(execution, race, compact=not full, color=color), report.legend(), "",
+                      report.verdict(execution, race)])
+
+
+def cmd_shrink(args) -> int:
+    seed = seedfile.read(args.seedfile)
+    execution = engine.replay(seed)
+    if execution.failure is None:
+        raise UsageError(f"{args.seedfile}: its schedule does not fail, there is nothing to shrink")
+    scenario = registry.get(seed.scenario)
+    variant = scenario.variant(seed.variant)
+    shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
+    output = args.output or args.seedfile.with_name(args.seedfile.stem + "-min.json")
+    _save(attrs.evolve(seed, roles=shrunk.execution.roles, steps=shrunk.execution.steps,
+                       failure=shrunk.execution.failure, shrink=shrunk.to_json()), output)
+    if args.json:
+        print(json.dumps({"seed_file": str(output), "invariant": shrunk.execution.failure.invariant,
+                          "minimality": shrunk.minimality(), **shrunk.to_json()}))
+    else:
+        print(f"{seed.scenario} / {seed.variant}: {shrunk.execution.failure.invariant} kept; "
+              f"{shrunk.original_steps} steps, {shrunk.original_preemptions} preemptions -> "
+              f"{len(shrunk.execution.steps)} steps; {shrunk.minimality()}")
+        print(f"  seed file: {output}")
+        print()
+        print(_picture(scenario, variant, shrunk.execution, args.full))
+    return EXIT_CLEAN
+
+
 def cmd_replay(args) -> int:
     seed = seedfile.read(args.seedfile)
     execution = engine.replay(seed, driver=args.driver)
@@ -277,11 +340,11 @@ def cmd_replay(args) -> int:
             "reproduced": reproduced,
         }, indent=1))
     else:
-        print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps")
+        scenario = registry.get(seed.scenario)
+        print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps, "
+              f"{len(report.preemption_steps(execution))} preemptions")
         print()
-        print(report.interleaving(execution))
-        print()
-        print(report.verdict(execution))
+        print(_picture(scenario, scenario.variant(seed.variant), execution, args.full))
     if not reproduced:
         raise engine.ReplayError("replay did not reproduce the recorded failure "
                                  f"(recorded {_describe(seed.failure)}, got {_describe(execution.failure)})")

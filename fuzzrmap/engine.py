@@ -182,7 +182,8 @@ def _normalised(source: str) -> str:
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
-def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, execution: Execution) -> SeedFile:
+def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, execution: Execution,
+                  shrink: Optional[dict] = None) -> SeedFile:
     return SeedFile(
         scenario=scenario.name,
         variant=variant.name,
@@ -191,6 +192,7 @@ def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, exec
         roles=execution.roles,
         steps=execution.steps,
         failure=execution.failure,
+        shrink=shrink,
     )
 
 
@@ -252,13 +254,14 @@ class ExploreResult:
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
-            stop_on_failure: bool = True) -> ExploreResult:
+            stop_on_failure: bool = True, target: Optional[str] = None) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
     reduction; every schedule within the bound, without) has been run.
     ``on_execution(execution, sched)`` sees each full execution (tests read
-    final states from ``sched.world``).
+    final states from ``sched.world``).  With ``target``, only failures of that
+    invariant count; others are searched past.
     """
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
@@ -292,7 +295,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                 per_thread = [sum(1 for s in execution.steps if s.task == t) for t in range(len(execution.roles))]
             if on_execution is not None:
                 on_execution(execution, sched)
-            if execution.failure is not None and failure is None:
+            broken = execution.failure
+            if broken is not None and failure is None and (target is None or broken.invariant == target):
                 failure = execution
                 if stop_on_failure:
                     break

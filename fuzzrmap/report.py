@@ -1,84 +1,130 @@
 """The interleaving as a reviewer reads it: one column per thread.
 
-Each step is one line in the column of the thread that ran it: the spec's
-step label and the kernel expression; a thread's kernel function is printed
-as a header in its column whenever it changes.  Threads that never ran get
-no column.  The output depends only on the execution (no timings, no
-terminal width), so two replays of a seed file print the same bytes.
+Each step is a line in the column of the thread that ran it: the spec's step
+label and the kernel expression, with the thread's kernel function as a header
+whenever it changes.  Threads that never ran get no column.  Marks:
+
+* ``*`` after the step number: a preemption - the thread before could have
+  continued;
+* ``>>`` before a label: one of the racing pair, the two conflicting steps
+  whose order decides the failure;
+* ``!!`` before a label: the step at which the invariant broke.
+
+The compact form (the default) folds the quiet middle of each run of one
+thread into a single "... n steps" line, keeping the first and last step of
+the run and every marked step: a shrunk flagship race fits on a screen.
+Colour (on a terminal) only emphasises the marks; the text is the same.
+
+The output depends only on the execution, so two replays of a seed file print
+the same bytes.
 """
 
 from __future__ import annotations
 
 import textwrap
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
 from fuzzrmap.sched.trace import Execution
 
 COLUMN = 34
+RED, YELLOW, BOLD, RESET = "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
 
-def interleaving(execution: Execution) -> str:
-    active = sorted({s.task for s in execution.steps})
+def preemption_steps(execution: Execution) -> List[int]:
+    """Steps that switch away from a thread that was still enabled."""
+    steps = execution.steps
+    return [i for i in range(1, len(steps))
+            if steps[i].task != steps[i - 1].task and steps[i - 1].task in steps[i].enabled]
+
+
+def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
+                 compact: bool = False, color: bool = False) -> str:
+    steps = execution.steps
+    active = sorted({s.task for s in steps})
     col_of = {tid: i for i, tid in enumerate(active)}
+    preempting = set(preemption_steps(execution))
+    failing = execution.failure.step if execution.failure is not None else None
+    marked = preempting | set(race or ()) | ({failing} if failing is not None else set())
     width = COLUMN
 
-    def row(step: str, cells: List[str]) -> str:
-        return (f"{step:>5} | " + " | ".join(c.ljust(width) for c in cells)).rstrip()
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{RESET}" if color and text.strip() else text
 
-    lines = [row("step", [execution.roles[t] for t in active]),
+    def row(number: str, col: int, text: str, code: str = "") -> str:
+        cells = [""] * len(active)
+        cells[col] = text
+        line = f"{number:>5} | " + " | ".join(c.ljust(width) for c in cells)
+        if code:
+            line = line.replace(text.ljust(width), paint(text.ljust(width), code), 1)
+        return line.rstrip()
+
+    lines = [(f"{'step':>5} | " + " | ".join(execution.roles[t].ljust(width) for t in active)).rstrip(),
              "------+-" + "-+-".join("-" * width for _ in active)]
     last_func = {}
-    for i, step in enumerate(execution.steps):
-        col = col_of[step.task]
-        if last_func.get(step.task) != step.func:
-            last_func[step.task] = step.func
-            cells = [""] * len(active)
-            cells[col] = _fit(step.func + "()", width)
-            lines.append(row("", cells))
-        parts = textwrap.wrap(step.label, width, initial_indent="  ", subsequent_indent="    ",
-                              break_on_hyphens=False)
-        for n, part in enumerate(parts):
-            cells = [""] * len(active)
-            cells[col] = part
-            lines.append(row(str(i) if n == 0 else "", cells))
+    for first, last in _runs(steps):
+        shown = _shown(first, last, marked) if compact else range(first, last + 1)
+        previous = first - 1
+        for i in shown:
+            step = steps[i]
+            col = col_of[step.task]
+            if i > previous + 1:
+                hidden = range(previous + 1, i)
+                funcs = ", ".join(dict.fromkeys(steps[k].func for k in hidden))
+                count = f"{len(hidden)} step{'s' if len(hidden) > 1 else ''}"
+                lines.append(row("", col, _fit(f"  ... {count}: {funcs}", width)))
+                last_func[step.task] = steps[i - 1].func
+            previous = i
+            if last_func.get(step.task) != step.func:
+                last_func[step.task] = step.func
+                lines.append(row("", col, _fit(step.func + "()", width)))
+            mark = ">> " if race and i in race else "!! " if i == failing else ""
+            code = BOLD + RED if mark else ""
+            number = f"{i}{'*' if i in preempting else ' '}"
+            for n, part in enumerate(_wrap(mark + step.label, width)):
+                text = row(number if n == 0 else "", col, part, code)
+                if n == 0 and i in preempting and color:
+                    text = text.replace(f"{number} |", f"{i}{YELLOW}*{RESET} |", 1)
+                lines.append(text)
     return "\n".join(lines)
+
+
+def _runs(steps) -> Iterator[Tuple[int, int]]:
+    """Maximal runs of consecutive steps by one thread, as (first, last) indices."""
+    start = 0
+    for i in range(1, len(steps) + 1):
+        if i == len(steps) or steps[i].task != steps[start].task:
+            yield start, i - 1
+            start = i
+
+
+def _shown(first: int, last: int, marked: Set[int]) -> List[int]:
+    keep = {first, last} | {i for i in marked if first <= i <= last}
+    return sorted(keep)
+
+
+def _wrap(label: str, width: int) -> Sequence[str]:
+    return textwrap.wrap(label, width, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
 
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def verdict(execution: Execution) -> str:
+def legend() -> str:
+    return "* preemption (the thread before could have continued)   >> racing pair   !! invariant broken"
+
+
+def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None) -> str:
     lines = []
     if execution.failure is not None:
         lines.append(f"FAILED {execution.failure.headline()}")
     else:
         lines.append("no invariant broken")
+    if race is not None:
+        a, b = (execution.steps[k] for k in race)
+        lines.append(f"racing pair: step {race[0]} ({execution.roles[a.task]}: {a.label}) before "
+                     f"step {race[1]} ({execution.roles[b.task]}: {b.label}); the other order does not fail")
     if execution.events:
         lines.append(f"{len(execution.events)} accuracy event(s), not failures:")
         lines += [f"  {e.headline()}" for e in execution.events]
     return "\n".join(lines)
-
-
-def conflicting(a, b) -> bool:
-    """Two footprints conflict when they share a resource and one of them writes it."""
-    return any(r == r2 and (w or w2) for r, w in a for r2, w2 in b)
-
-
-def racing_pair(execution: Execution) -> Optional[Tuple[int, int]]:
-    """The last two conflicting steps of different threads, one of them the failing thread's.
-
-    Returned as step indices ``(i, j)``, ``i < j <= failure step``; None when the
-    execution did not fail or no such pair exists.
-    """
-    f = execution.failure
-    if f is None or f.task not in execution.roles:
-        return None
-    t = execution.roles.index(f.task)
-    steps = execution.steps
-    for j in range(min(f.step, len(steps) - 1), 0, -1):
-        for i in range(j - 1, -1, -1):
-            a, b = steps[i], steps[j]
-            if a.task != b.task and t in (a.task, b.task) and conflicting(a.footprint, b.footprint):
-                return i, j
-    return None

@@ -36,11 +36,13 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterator, List, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
 from fuzzrmap import engine, report
+from fuzzrmap import scenario as registry
+from fuzzrmap.shrink import racing_pair
 from fuzzrmap.sched.seedfile import SeedFile
 from fuzzrmap.sched.trace import Execution, Failure
 
@@ -66,6 +68,8 @@ class Timeline:
     seed: SeedFile
     execution: Execution
     holds: Tuple[Hold, ...]
+    #: the racing pair (step indices), None when the schedule does not fail
+    race: Optional[Tuple[int, int]]
 
     @property
     def threads(self) -> Tuple[int, ...]:
@@ -104,7 +108,11 @@ def record(seed: SeedFile) -> Timeline:
                                for t in task.state.kernel.rcu.tasks))
 
     execution = engine.replay(seed, observer=observe)
-    return Timeline(seed, execution, hold_spans(snapshots))
+    race = None
+    if execution.failure is not None:
+        scenario = registry.get(seed.scenario)
+        race = racing_pair(scenario, scenario.variant(seed.variant), execution)
+    return Timeline(seed, execution, hold_spans(snapshots), race)
 
 
 def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
@@ -124,7 +132,8 @@ def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
 
 def text(timeline: Timeline) -> str:
     execution = timeline.execution
-    return f"{report.interleaving(execution)}\n\n{report.verdict(execution)}\n"
+    return (f"{report.interleaving(execution, timeline.race, compact=True)}\n{report.legend()}\n\n"
+            f"{report.verdict(execution, timeline.race)}\n")
 
 
 # -- Chrome Trace Event Format ------------------------------------------------------
@@ -265,7 +274,7 @@ def html_page(timeline: Timeline) -> str:
         f'<div class="timeline">{_svg(timeline)}</div>',
         _legend(),
         "<details><summary>The interleaving as text</summary>",
-        f"<pre>{_e(report.interleaving(execution))}</pre>",
+        f"<pre>{_e(report.interleaving(execution, timeline.race))}</pre>",
         "</details>",
         "</body>",
         "</html>",
@@ -282,7 +291,7 @@ def _header_lines(timeline: Timeline) -> Iterator[str]:
     for n, line in enumerate(report.verdict(execution).splitlines()):
         failed = n == 0 and execution.failure is not None
         yield f'<p class="verdict{" failed" if failed else ""}">{_e(line)}</p>'
-    pair = report.racing_pair(execution)
+    pair = timeline.race
     if pair is not None:
         first, second = (f"step {k} ({execution.roles[execution.steps[k].task]}: {execution.steps[k].label})"
                          for k in pair)
@@ -320,7 +329,7 @@ def _svg(timeline: Timeline) -> str:
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
              *_ticks(timeline.columns)]
-    pair = report.racing_pair(timeline.execution)
+    pair = timeline.race
     parts += [_lane_svg(timeline, lane, width, pair or ()) for lane in lanes]
     parts += _failure_svg(timeline, height)
     if pair is not None:

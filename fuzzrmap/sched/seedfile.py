@@ -17,7 +17,10 @@ Format (``"format": "fuzzrmap-seed"``, ``"version": 1``)::
      "threads": ["reader", "mover", "munmap", "fork", "rcu"],
      "decisions": [0, 0, 1, ...],
      "steps": [{"task": 0, "func": "folio_referenced", "label": "...", "enabled": [0, 1, 2, 3, 4]}, ...],
-     "failure": {"invariant": "I1c", "kind": "ACCURACY", "task": "reader", "step": 41, "message": "..."}}
+     "failure": {"invariant": "I1c", "kind": "ACCURACY", "task": "reader", "step": 41, "message": "..."},
+     "shrink": {"preemptions": 1, "steps": 38, "proved": true, ...}}
+
+``shrink`` is present in files written after shrinking.
 
 ``decisions`` repeats the task ids of ``steps`` so that the schedule can be
 read (or edited) at a glance; the two must agree.
@@ -52,9 +55,11 @@ class SeedFile:
     roles: Tuple[str, ...]
     steps: Tuple[Step, ...]
     failure: Optional[Failure]
+    #: how the schedule was shrunk and whether its preemption count is proved minimal
+    shrink: Optional[dict] = None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "format": FORMAT,
             "version": VERSION,
             "scenario": self.scenario,
@@ -67,6 +72,9 @@ class SeedFile:
                       for s in self.steps],
             "failure": self.failure.to_json() if self.failure else None,
         }
+        if self.shrink is not None:
+            data["shrink"] = self.shrink
+        return data
 
 
 def write(seed: SeedFile, path: Path) -> None:
@@ -142,6 +150,7 @@ def parse(data: Any, where: str) -> SeedFile:
         roles=tuple(roles),
         steps=tuple(steps),
         failure=failure,
+        shrink=data.get("shrink") if isinstance(data.get("shrink"), dict) else None,
     )
 
 

@@ -1,0 +1,100 @@
+"""Shrinking keeps the failure, is deterministic and idempotent, and proves minimality."""
+
+import json
+
+import pytest
+
+from fuzzrmap import cli, engine, report, shrink
+from fuzzrmap import scenario as registry
+from fuzzrmap.sched import seedfile
+from fuzzrmap.sched.strategies.pct import PCT
+from fuzzrmap.sched.strategies.random_walk import RandomWalk
+
+CASES = [("uffd-move-vs-referenced", "unpatched"), ("uffd-move-vs-page-idle", "unpatched"),
+         ("uffd-move-vs-page-idle", "no-slow-recheck")]
+
+
+def found(scenario, variant, seed=1, strategy=PCT):
+    sc = registry.get(scenario)
+    v = sc.variant(variant)
+    execution = engine.campaign(sc, v, strategy(seed), runs=20000).execution
+    assert execution is not None
+    return sc, v, execution
+
+
+@pytest.mark.parametrize("scenario,variant", CASES)
+def test_shrinking_keeps_the_invariant_and_reaches_the_proved_minimum(scenario, variant):
+    sc, v, execution = found(scenario, variant)
+    result = shrink.shrink(sc, v, execution)
+    assert result.execution.failure.invariant == execution.failure.invariant
+    assert (result.preemptions, len(result.execution.steps)) <= (shrink.preemptions(execution), len(execution.steps))
+    # the flagship races need exactly one preemption, and the search with none proves it
+    assert result.preemptions == 1 and result.proved
+    assert "minimal: 1 preemption (proved" in result.minimality()
+    none = engine.explore(sc, v, reduction=False, preemption_bound=0, target=execution.failure.invariant)
+    assert none.complete and none.failure is None
+
+
+def test_shrinking_is_deterministic_and_idempotent():
+    sc, v, execution = found("uffd-move-vs-referenced", "unpatched")
+    once = shrink.shrink(sc, v, execution).execution
+    again = shrink.shrink(sc, v, execution).execution
+    assert once.steps == again.steps
+    twice = shrink.shrink(sc, v, once).execution
+    assert twice.steps == once.steps
+
+
+def test_shrinking_starts_from_schedules_with_many_preemptions():
+    sc, v, execution = found("uffd-move-vs-page-idle", "unpatched", seed=4, strategy=RandomWalk)
+    assert shrink.preemptions(execution) > 1
+    assert shrink.shrink(sc, v, execution).preemptions == 1
+
+
+def test_a_budget_that_runs_out_is_reported_as_not_proved():
+    sc = registry.get("uffd-move-vs-page-idle-fork")
+    v = sc.variant("fixed")
+    execution = engine.explore(sc, v).failure
+    result = shrink.shrink(sc, v, execution, proof_budget=50)
+    assert result.execution.failure.invariant == "I7"
+    assert not result.proved and "not proved: budget" in result.minimality()
+
+
+def test_the_report_of_a_shrunk_race_fits_a_screen_and_marks_the_race():
+    sc, v, execution = found("uffd-move-vs-referenced", "unpatched")
+    shrunk = shrink.shrink(sc, v, execution).execution
+    race = shrink.racing_pair(sc, v, shrunk)
+    a, b = (shrunk.steps[k].label for k in race)
+    assert a.startswith("L1 anon_mapping = READ_ONCE(folio->mapping)")
+    assert b.startswith("WRITE_ONCE(folio->mapping")
+    text = report.interleaving(shrunk, race, compact=True)
+    assert len(text.splitlines()) <= 30
+    assert text.count(">> ") == 2 and text.count("!! ") == 1
+    assert len([line for line in text.splitlines() if "* |" in line]) == 1, "one preemption, marked"
+    assert "\033[" not in text
+    assert "\033[" in report.interleaving(shrunk, race, compact=True, color=True)
+    assert shrunk.failure.invariant in report.verdict(shrunk, race)
+
+
+def test_cli_shrink_writes_a_minimal_seed_file_that_replays(tmp_path, capsys):
+    out = str(tmp_path)
+    assert cli.main(["fuzz", "uffd-move-vs-page-idle", "--variant", "unpatched", "--seed", "2",
+                     "--no-shrink", "--out", out, "--json"]) == 1
+    found_path = json.loads(capsys.readouterr().out)["seed_file"]
+    assert len(list(tmp_path.iterdir())) == 1
+    assert cli.main(["shrink", found_path, "--json"]) == 0
+    shrunk = json.loads(capsys.readouterr().out)
+    assert shrunk["proved"] and shrunk["preemptions"] == 1
+    data = json.loads(open(shrunk["seed_file"]).read())
+    assert data["shrink"]["preemptions"] == 1
+    assert cli.main(["replay", shrunk["seed_file"]]) == 1
+    assert "minimal" not in capsys.readouterr().err
+
+
+def test_cli_shrink_refuses_a_schedule_that_does_not_fail(tmp_path, capsys):
+    sc = registry.get("uffd-move-vs-referenced")
+    v = sc.variant("fixed")
+    execution = engine.run_one(sc, v, RandomWalk(1), 0)
+    path = tmp_path / "clean.json"
+    seedfile.write(engine.seed_file_for(sc, v, RandomWalk(1), execution), path)
+    assert cli.main(["shrink", str(path)]) == cli.EXIT_USAGE
+    assert "nothing to shrink" in capsys.readouterr().err
