@@ -134,6 +134,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fuzzrmap: interrupted (seed files already written are complete)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `fuzzrmap replay F | head`
+        sys.stderr.close()
+        return EXIT_CLEAN
 
 
 def cmd_list(args) -> int:
@@ -211,7 +217,8 @@ def cmd_fuzz(args) -> int:
         if failure:
             print(f"FAILED at schedule {result.failure_index}: {failure.headline()}")
             if shrunk:
-                print(f"  shrunk from {shrunk.original_steps} steps, {shrunk.original_preemptions} preemptions "
+                print(f"  shrunk from {shrunk.original_steps} steps, "
+                      f"{report.plural(shrunk.original_preemptions, 'preemption')} "
                       f"to {len(execution.steps)} steps; {shrunk.minimality()}")
                 print(f"  as found:  {original_path}")
             print(f"  seed file: {path}")
@@ -318,7 +325,7 @@ def cmd_shrink(args) -> int:
                           "minimality": shrunk.minimality(), **shrunk.to_json()}))
     else:
         print(f"{seed.scenario} / {seed.variant}: {shrunk.execution.failure.invariant} kept; "
-              f"{shrunk.original_steps} steps, {shrunk.original_preemptions} preemptions -> "
+              f"{shrunk.original_steps} steps, {report.plural(shrunk.original_preemptions, 'preemption')} -> "
               f"{len(shrunk.execution.steps)} steps; {shrunk.minimality()}")
         print(f"  seed file: {output}")
         print()
@@ -342,7 +349,7 @@ def cmd_replay(args) -> int:
     else:
         scenario = registry.get(seed.scenario)
         print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps, "
-              f"{len(report.preemption_steps(execution))} preemptions")
+              f"{report.plural(len(report.preemption_steps(execution)), 'preemption')}")
         print()
         print(_picture(scenario, scenario.variant(seed.variant), execution, args.full))
     if not reproduced:

@@ -30,6 +30,10 @@ COLUMN = 34
 RED, YELLOW, BOLD, RESET = "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def preemption_steps(execution: Execution) -> List[int]:
     """Steps that switch away from a thread that was still enabled."""
     steps = execution.steps
@@ -70,8 +74,7 @@ def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
             if i > previous + 1:
                 hidden = range(previous + 1, i)
                 funcs = ", ".join(dict.fromkeys(steps[k].func for k in hidden))
-                count = f"{len(hidden)} step{'s' if len(hidden) > 1 else ''}"
-                lines.append(row("", col, _fit(f"  ... {count}: {funcs}", width)))
+                lines.append(row("", col, _fit(f"  ... {plural(len(hidden), 'step')}: {funcs}", width)))
                 last_func[step.task] = steps[i - 1].func
             previous = i
             if last_func.get(step.task) != step.func:

@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 import attrs
 
 from fuzzrmap import engine
-from fuzzrmap.report import preemption_steps
+from fuzzrmap.report import plural, preemption_steps
 from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched.strategies.dpor import conflicting
 from fuzzrmap.sched.strategies.guided import Block, Guided, blocks_of
@@ -55,8 +55,8 @@ class ShrinkResult:
         n = self.preemptions
         if self.proved:
             how = "nothing to remove" if n == 0 else f"no failure with {n - 1} in {self.proof_executions} executions"
-            return f"minimal: {_plural(n, 'preemption')} (proved: {how})"
-        return f"{_plural(n, 'preemption')} (not proved: budget of {self.proof_executions} executions ran out)"
+            return f"minimal: {plural(n, 'preemption')} (proved: {how})"
+        return f"{plural(n, 'preemption')} (not proved: budget of {self.proof_executions} executions ran out)"
 
     def to_json(self) -> dict:
         return {"preemptions": self.preemptions, "steps": len(self.execution.steps), "proved": self.proved,
@@ -82,10 +82,6 @@ def shrink(scenario: Scenario, variant: Variant, execution: Execution,
             continue
         return ShrinkResult(best, len(execution.steps), preemptions(execution), search.complete,
                             search.executions, candidates)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _key(execution: Execution) -> Tuple[int, int]:

@@ -71,11 +71,14 @@ class Slab(Generic[T]):
         self.slots: List[T] = []
         self.freelist: List[T] = []
         self.frees = 0
+        #: free_seq of the newest object on the freelist (0: empty)
+        self._newest_free = 0
 
     def kmem_cache_alloc(self) -> T:
         touch(SLAB, True)
         if self.freelist:
             obj = self.freelist.pop()
+            self._newest_free = self.freelist[-1].free_seq if self.freelist else 0
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
             touch(slot_resource(obj.slot), True)
@@ -94,12 +97,13 @@ class Slab(Generic[T]):
         obj.slab_state = SlotState.FREE
         obj.free_seq = self.frees
         self.freelist.append(obj)
+        self._newest_free = self.frees
 
     # -- what the RCU grace-period thread does for this cache ---------------
     def unreclaimed(self) -> int:
         """Sequence number of the newest free not yet covered by a grace period (0: none)."""
         touch(SLAB, False)
-        return max((o.free_seq for o in self.freelist), default=0)
+        return self._newest_free
 
     def release_pages(self, freed_up_to: int) -> None:
         """A grace period that began after free number ``freed_up_to`` has ended."""
@@ -112,3 +116,4 @@ class Slab(Generic[T]):
             else:
                 keep.append(obj)
         self.freelist = keep
+        self._newest_free = keep[-1].free_seq if keep else 0

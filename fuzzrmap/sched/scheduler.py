@@ -62,10 +62,6 @@ class Task:
     def alive(self) -> bool:
         return self.op is not None
 
-    def enabled(self) -> bool:
-        op = self.op
-        return op is not None and (op.ready is None or op.ready())
-
 
 class Phase(enum.Enum):
     NEW = "new"
@@ -108,7 +104,8 @@ class Scheduler:
         """Pick the next thread, or return None when the schedule is over."""
         if self.phase is not Phase.RUNNING:
             return None
-        enabled = tuple(t.tid for t in self.tasks if t.enabled())
+        enabled = tuple(t.tid for t in self.tasks
+                        if (op := t.op) is not None and (op.ready is None or op.ready()))
         if not enabled:
             blocked = [t for t in self.tasks if t.alive]
             if blocked:
