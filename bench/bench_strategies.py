@@ -26,7 +26,7 @@ times are the machine's.
 The defaults are 20 seeds and a budget of 5000 schedules (not 20000): with
 20000, the variants that a strategy never finds (uffd-move-vs-page-idle-fork
 / fixed, about 11 s per seed and strategy on a 2-core machine) alone take
-about 15 minutes; the default run takes about 8.
+about 15 minutes; the default run takes about 7.
 """
 
 from __future__ import annotations
