@@ -84,6 +84,18 @@ def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> World:
     return World(threads=racing, folios=[w.folio])
 
 
+def setup_with(reader: Callable[[Folio], Coroutine], fork: bool) -> Callable[[Kernel], World]:
+    """A scenario's setup: the common state, ``reader(F)`` as the reader thread, and the others."""
+    def setup(k: Kernel) -> World:
+        w = build(k)
+
+        async def read():
+            await reader(w.folio)
+
+        return threads(w, read, fork)
+    return setup
+
+
 def variants(no_slow_recheck_expect: str, fixed_expect: str = CLEAN) -> tuple:
     return (
         Variant("fixed", Protocol(fast_recheck=True, slow_recheck=True), fixed_expect,

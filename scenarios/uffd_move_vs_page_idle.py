@@ -15,19 +15,10 @@ from fuzzrmap.scenario import FAILS, Scenario
 from fuzzrmap.scenarios import uffd_common
 
 
-def setup(k):
-    w = uffd_common.build(k)
-
-    async def reader():
-        await page_idle_clear_pte_refs(w.folio)
-
-    return uffd_common.threads(w, reader, fork=False)
-
-
 SCENARIO = Scenario(
     name="uffd-move-vs-page-idle",
     spec="S2",
     summary="page_idle_clear_pte_refs() (unlocked, blocking) vs UFFDIO_MOVE + munmap",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS),
-    setup=setup,
+    setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=False),
 )

@@ -35,19 +35,10 @@ from fuzzrmap.scenario import FAILS, Scenario
 from fuzzrmap.scenarios import uffd_common
 
 
-def setup(k):
-    w = uffd_common.build(k)
-
-    async def reader():
-        await page_idle_clear_pte_refs(w.folio)
-
-    return uffd_common.threads(w, reader, fork=True)
-
-
 SCENARIO = Scenario(
     name="uffd-move-vs-page-idle-fork",
     spec="S2+Y",
     summary="page_idle vs UFFDIO_MOVE + munmap + fork re-using the slot: a window the patch leaves open",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS, fixed_expect=FAILS),
-    setup=setup,
+    setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=True),
 )

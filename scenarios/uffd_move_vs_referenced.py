@@ -17,13 +17,9 @@ from fuzzrmap.scenario import CLEAN, Scenario
 from fuzzrmap.scenarios import uffd_common
 
 
-def setup(k):
-    w = uffd_common.build(k)
-
-    async def reader():
-        await folio_referenced(w.folio, is_locked=False)
-
-    return uffd_common.threads(w, reader, fork=True)
+async def reclaim_ages(folio):
+    """shrink_active_list() ages an anon folio it isolated, without its lock."""
+    await folio_referenced(folio, is_locked=False)
 
 
 SCENARIO = Scenario(
@@ -31,5 +27,5 @@ SCENARIO = Scenario(
     spec="S1",
     summary="folio_referenced() (unlocked, try_lock) vs UFFDIO_MOVE + munmap + slot re-use",
     variants=uffd_common.variants(no_slow_recheck_expect=CLEAN),
-    setup=setup,
+    setup=uffd_common.setup_with(reclaim_ages, fork=True),
 )

@@ -18,15 +18,6 @@ def run(*argv):
     return subprocess.run([sys.executable, "-m", "fuzzrmap", *map(str, argv)], capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def seed_path(tmp_path_factory):
-    out = tmp_path_factory.mktemp("seeds")
-    assert cli.main(["fuzz", SCENARIO, "--variant", "unpatched", "--runs", "2000", "--seed", "1",
-                     "--out", str(out), "--json"]) == cli.EXIT_FOUND
-    (path,) = [p for p in out.glob("*.json") if not p.name.endswith("-original.json")]
-    return path
-
-
 def test_fuzz_finds_the_unpatched_race_and_writes_a_seed_file(tmp_path):
     p = run("fuzz", SCENARIO, "--variant", "unpatched", "--runs", "2000", "--seed", "1", "--out", tmp_path, "--json")
     assert p.returncode == 1, p.stderr

@@ -19,15 +19,6 @@ VOID_ELEMENTS = {"meta", "br", "hr", "img", "input", "link"}
 
 
 @pytest.fixture(scope="module")
-def seed_path(tmp_path_factory):
-    out = tmp_path_factory.mktemp("seeds")
-    assert cli.main(["fuzz", SCENARIO, "--variant", "unpatched", "--runs", "2000", "--seed", "1",
-                     "--out", str(out), "--json"]) == cli.EXIT_FOUND
-    (path,) = [p for p in out.glob("*.json") if not p.name.endswith("-original.json")]
-    return path
-
-
-@pytest.fixture(scope="module")
 def recorded(seed_path):
     return json.loads(seed_path.read_text())
 
