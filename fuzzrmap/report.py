@@ -27,6 +27,9 @@ from typing import Iterator, List, Optional, Sequence, Set, Tuple
 from fuzzrmap.sched.trace import Execution
 
 COLUMN = 34
+WIDEST = 52
+#: the width the columns share when few threads ran (a shrunk race has two or three)
+LINE = 150
 RED, YELLOW, BOLD, RESET = "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
 
@@ -49,7 +52,7 @@ def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
     preempting = set(preemption_steps(execution))
     failing = execution.failure.step if execution.failure is not None else None
     marked = preempting | set(race or ()) | ({failing} if failing is not None else set())
-    width = COLUMN
+    width = max(COLUMN, min(WIDEST, LINE // len(active) - 3)) if active else COLUMN
 
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if color and text.strip() else text
