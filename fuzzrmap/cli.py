@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import attrs
-
 from fuzzrmap import engine, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
@@ -182,7 +180,7 @@ def cmd_fuzz(args) -> int:
             _save(found, original_path)
             shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
             execution = shrunk.execution
-            _save(engine.seed_file_for(scenario, variant, strategy, execution, shrink=shrunk.to_json()), path)
+            _save(shrunk.seed_file(found), path)
 
     failure = execution.failure if execution else None
     if args.json:
@@ -306,8 +304,7 @@ def cmd_shrink(args) -> int:
     variant = scenario.variant(seed.variant)
     shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
     output = args.output or args.seedfile.with_name(args.seedfile.stem + "-min.json")
-    _save(attrs.evolve(seed, roles=shrunk.execution.roles, steps=shrunk.execution.steps,
-                       failure=shrunk.execution.failure, shrink=shrunk.to_json()), output)
+    _save(shrunk.seed_file(seed), output)
     if args.json:
         print(json.dumps({"seed_file": str(output), "invariant": shrunk.execution.failure.invariant,
                           "minimality": shrunk.minimality(), **shrunk.to_json()}))

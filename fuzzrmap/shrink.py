@@ -26,6 +26,7 @@ import attrs
 from fuzzrmap import engine
 from fuzzrmap.report import plural, preemption_steps
 from fuzzrmap.scenario import Scenario, Variant
+from fuzzrmap.sched.seedfile import SeedFile
 from fuzzrmap.sched.strategies.dpor import conflicting
 from fuzzrmap.sched.strategies.guided import Block, Guided, blocks_of
 from fuzzrmap.sched.trace import Execution
@@ -57,6 +58,12 @@ class ShrinkResult:
             how = "nothing to remove" if n == 0 else f"no failure with {n - 1} in {self.proof_executions} executions"
             return f"minimal: {plural(n, 'preemption')} (proved: {how})"
         return f"{plural(n, 'preemption')} (not proved: budget of {self.proof_executions} executions ran out)"
+
+    def seed_file(self, found: SeedFile) -> SeedFile:
+        """The seed file of the shrunk schedule, derived from the one it was shrunk from."""
+        return attrs.evolve(found, strategy={"name": "shrink", "from": found.strategy},
+                            roles=self.execution.roles, steps=self.execution.steps,
+                            failure=self.execution.failure, shrink=self.to_json())
 
     def to_json(self) -> dict:
         return {"preemptions": self.preemptions, "steps": len(self.execution.steps), "proved": self.proved,

@@ -86,6 +86,7 @@ def test_cli_shrink_writes_a_minimal_seed_file_that_replays(tmp_path, capsys):
     assert shrunk["proved"] and shrunk["preemptions"] == 1
     data = json.loads(open(shrunk["seed_file"]).read())
     assert data["shrink"]["preemptions"] == 1
+    assert data["strategy"] == {"name": "shrink", "from": json.loads(open(found_path).read())["strategy"]}
     assert cli.main(["replay", shrunk["seed_file"]]) == 1
     assert "minimal" not in capsys.readouterr().err
 
