@@ -20,7 +20,7 @@ executions actually run.
 Every run is deterministic given its seeds: the counts repeat exactly, the
 times are the machine's.
 
-    python bench/bench_strategies.py [--seeds N] [--budget N] [--strategies random,pct2,pct3,pct4]
+    python bench/bench_strategies.py [--seeds N] [--budget N] [--strategies random,sticky,pct2,pct3,pct4]
                                      [--scenarios a,b] [--no-explore] [--json]
 
 The defaults are 20 seeds and a budget of 5000 schedules (not 20000): with
@@ -42,10 +42,12 @@ from fuzzrmap import scenario as registry
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.random_walk import RandomWalk
+from fuzzrmap.sched.strategies.sticky import Sticky
 
 #: option name -> (label in the tables, a fresh strategy for a seed)
 STRATEGIES: Dict[str, tuple] = {
     "random": ("random", lambda seed: RandomWalk(seed)),
+    "sticky": ("sticky .9", lambda seed: Sticky(seed, stay=0.9)),
     "pct2": ("pct d=2", lambda seed: PCT(seed, depth=2)),
     "pct3": ("pct d=3", lambda seed: PCT(seed, depth=3)),
     "pct4": ("pct d=4", lambda seed: PCT(seed, depth=4)),

@@ -24,6 +24,7 @@ from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
 from fuzzrmap.sched.strategies.pct import PCT
+from fuzzrmap.sched.strategies.sticky import Sticky
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -50,6 +51,16 @@ def _whole(low: int, high: Optional[int], why: str):
     return parse
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and below 1")
+    return value
+
+
 _positive = _whole(1, None, "must be at least 1")
 _natural = _whole(0, None, "must not be negative")
 _seed = _whole(0, 2**32, "must be between 0 and 2**32-1")
@@ -69,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default 10000)")
     fz.add_argument("--seed", type=_seed, default=0)
     fz.add_argument("--strategy", choices=sorted(STRATEGIES), default="pct",
-                    help="pct (default: finds shallow races in few schedules) or random (uniform walk)")
+                    help="pct (default: finds shallow races in few schedules), sticky (random, long runs) "
+                         "or random (uniform walk)")
     fz.add_argument("--depth", type=_positive, help="PCT bug depth d (default 3)")
+    fz.add_argument("--stay", type=_probability, help="sticky: chance to keep running the current thread (default 0.9)")
     fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
                     help="direct (fast loop) or trio (trio tasks); same schedules either way")
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
@@ -144,10 +157,14 @@ def cmd_list(args) -> int:
 
 
 def _strategy(args):
+    if args.depth is not None and args.strategy != "pct":
+        raise UsageError("--depth applies to --strategy pct only")
+    if args.stay is not None and args.strategy != "sticky":
+        raise UsageError("--stay applies to --strategy sticky only")
     if args.strategy == "pct":
         return PCT(args.seed, depth=args.depth or 3)
-    if args.depth is not None:
-        raise UsageError("--depth applies to --strategy pct only")
+    if args.strategy == "sticky":
+        return Sticky(args.seed, stay=0.9 if args.stay is None else args.stay)
     return STRATEGIES[args.strategy](args.seed)
 
 

@@ -134,6 +134,8 @@ def test_bad_seed_files_get_one_line_and_exit_2(case, seed_path, tmp_path):
     (["fuzz", SCENARIO, "--seed", "-1"], "between 0 and"),
     (["fuzz", SCENARIO, "--strategy", "dfs"], "invalid choice"),
     (["fuzz", SCENARIO, "--strategy", "random", "--depth", "2"], "--depth applies to --strategy pct only"),
+    (["fuzz", SCENARIO, "--stay", "0.5"], "--stay applies to --strategy sticky only"),
+    (["fuzz", SCENARIO, "--strategy", "sticky", "--stay", "1.5"], "must be at least 0 and below 1"),
     (["fuzz", SCENARIO, "--bogus"], "unrecognized arguments"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),

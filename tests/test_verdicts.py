@@ -11,6 +11,7 @@ from fuzzrmap import scenario as registry
 from fuzzrmap.scenario import CLEAN, FAILS
 from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.random_walk import RandomWalk
+from fuzzrmap.sched.strategies.sticky import Sticky
 
 CASES = [(s.name, v.name, v.expect) for s in registry.scenarios().values() for v in s.variants]
 # The fork scenario's fixed variant fails only in a narrow window that exhaustive search
@@ -46,7 +47,7 @@ def test_verdict(scenario, variant, expect):
         failure = result.execution.failure
         assert failure.invariant[:2] in ("I1", "I2", "I5", "I7") and failure.task == "reader", failure
     else:
-        for strategy in (PCT(1, depth=3), RandomWalk(1)):
+        for strategy in (PCT(1, depth=3), Sticky(1), RandomWalk(1)):
             result = engine.campaign(sc, v, strategy, runs=1500)
             assert result.execution is None, result.execution.failure.headline()
             assert result.schedules == 1500
@@ -62,3 +63,11 @@ def test_hunk_2_matters_only_where_the_slow_path_is_reachable():
     ref = registry.get("uffd-move-vs-referenced")
     for e in engine.run_many(ref, ref.variant("no-slow-recheck"), PCT(2), list(range(300))):
         assert not any(s.label.startswith("S5") for s in e.steps)
+
+
+def test_sticky_finds_what_the_uniform_walk_misses():
+    ref = registry.get("uffd-move-vs-referenced")
+    v = ref.variant("unpatched")
+    sticky = engine.campaign(ref, v, Sticky(1), runs=1000)
+    uniform = engine.campaign(ref, v, RandomWalk(1), runs=1000)
+    assert sticky.execution is not None and uniform.execution is None

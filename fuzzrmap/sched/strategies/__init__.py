@@ -39,8 +39,9 @@ class Strategy:
 def _registry() -> Dict[str, Type[Strategy]]:
     from fuzzrmap.sched.strategies.pct import PCT
     from fuzzrmap.sched.strategies.random_walk import RandomWalk
+    from fuzzrmap.sched.strategies.sticky import Sticky
 
-    return {RandomWalk.name: RandomWalk, PCT.name: PCT}
+    return {RandomWalk.name: RandomWalk, Sticky.name: Sticky, PCT.name: PCT}
 
 
 STRATEGIES = _registry()
