@@ -55,15 +55,11 @@ def anon_vma_access(av: "AnonVma", what: str, idiom: bool = False) -> None:
 
 
 def anon_vma_loaded(av: "AnonVma") -> None:
-    """The running task loaded a pointer to ``av`` (from ``folio->mapping``) or validated it."""
-    current().believed[av.slot] = av.gen
+    """The running task loaded a pointer to ``av`` (from ``folio->mapping``), validated it,
+    or pinned it with ``atomic_inc_not_zero``.
 
-
-def anon_vma_pinned(av: "AnonVma") -> None:
-    """The running task took a reference on ``av`` with ``atomic_inc_not_zero``.
-
-    The reference pins whatever generation the slot holds now, so locking and
-    putting it are safe; using it as the folio's anon_vma still needs the
+    A pin holds whatever generation the slot has now, so locking and putting it
+    are safe; using it as the folio's anon_vma still needs the
     ``folio->mapping`` recheck, which is what I1 judges.
     """
     current().believed[av.slot] = av.gen
@@ -94,7 +90,7 @@ def _reads_folio_and_tree(folio: Folio, av: "AnonVma") -> None:
 def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_entry: int) -> None:
     """I1: the return contract of ``folio_lock_anon_vma_read()``."""
     t = current()
-    new = _held_rwsems(t)[held_at_entry:] if held_at_entry <= len(_held_rwsems(t)) else []
+    new = _held_rwsems(t)[held_at_entry:]
     if av is None:
         if new:
             raise violation("I1a", SAFETY, f"returned NULL but still holds {new[0][0].name}")

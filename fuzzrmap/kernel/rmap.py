@@ -14,7 +14,8 @@ step id of the spec (``L4``, ``S6``, ``D2``...) and the kernel expression.
 Simplifications: the anon_vma interval tree is a list of chains filtered by
 the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; KSM, large folios
 and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
-the fields the modelled walkers use.
+the fields the modelled walkers use; only unlocked walks (``rmap_walk()``) are
+modelled, not ``rmap_walk_locked()``.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
     check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
     if not anon_vma.refcount.atomic_inc_not_zero():
         return await _out(fn, None)
-    check.anon_vma_pinned(anon_vma)
+    check.anon_vma_loaded(anon_vma)
 
     # If this folio is still mapped, then its anon_vma cannot have been freed.
     await point(fn, "G4 folio_mapped(folio)", reads("folio.mapcount"))
@@ -273,7 +274,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         if not anon_vma.refcount.atomic_inc_not_zero():
             anon_vma = None
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
-        check.anon_vma_pinned(anon_vma)
+        check.anon_vma_loaded(anon_vma)
 
         await point(fn, "S3 folio_mapped(folio)", reads("folio.mapcount"))
         if not folio_mapped(folio):
@@ -324,7 +325,7 @@ async def rmap_walk_anon_lock(folio: Folio, rwc: RmapWalkControl) -> Optional[An
     return await rwc.anon_lock(folio, rwc)
 
 
-async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, locked: bool) -> None:
+async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     """Visit every VMA in the folio's anon_vma tree that covers its index (W1-W4)."""
     fn = "rmap_walk_anon"
     t = current()
@@ -353,7 +354,7 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl, locked: bool) -> No
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
-    await rmap_walk_anon(folio, rwc, False)
+    await rmap_walk_anon(folio, rwc)
 
 
 async def page_vma_mapped_walk(folio: Folio, vma: VMA, address: int, func: str) -> bool:
