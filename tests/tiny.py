@@ -8,7 +8,7 @@ from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.locking import spinlock
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
-from fuzzrmap.kernel.rmap import AnonVma, put_anon_vma
+from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlotState
 from fuzzrmap.kernel.task import Protocol

@@ -25,10 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from fuzzrmap.kernel.rwsem import RWSem
 
 
-def _all_vmas() -> List[VMA]:
-    return [v for mm in current().kernel.mms for v in mm.vmas]
-
-
 def _held_rwsems(t: TaskStruct) -> List[Tuple["RWSem", str]]:
     return [(lock, mode) for lock, mode in t.held if mode in ("read", "write")]
 
@@ -106,7 +102,7 @@ def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_e
     avf = folio.mapping
     if avf is not None and avf.root.rwsem is not sem:
         raise violation("I1c", ACCURACY, f"reader holds {sem.name} but folio->mapping is {avf!r} with root {avf.root!r}")
-    for vma in mappers(folio, _all_vmas()):
+    for vma in mappers(folio, current().kernel.vmas()):
         if not any(avc.vma is vma for avc in av.rb_root):
             raise violation("I1d", ACCURACY, f"{vma.name} maps {folio.name} but has no anon_vma_chain in {av!r}'s tree")
     t.anon_vma_locked.append((av, sem))
@@ -132,7 +128,7 @@ def walk_complete(folio: Folio, mapped_at_start: List[VMA], visited: List[VMA], 
     the fixed kernel has them too, in the torn (mapping, index) window of spec
     section 4.4.
     """
-    now = mappers(folio, _all_vmas())
+    now = mappers(folio, current().kernel.vmas())
     expected = [v for v in now if v in mapped_at_start] if locked else now
     missed = [v.name for v in expected if v not in visited]
     if not missed:
@@ -188,7 +184,7 @@ def final_state(k: "Kernel", folios: Iterable[Folio]) -> Optional[Tuple[str, str
 
     Returns (invariant, kind, message) for the first broken one, or None.
     """
-    vmas = [v for mm in k.mms for v in mm.vmas]
+    vmas = k.vmas()
     for folio in folios:
         av = folio.mapping
         if folio_mapped(folio) and av is not None and av.slab_state is not SlotState.LIVE:

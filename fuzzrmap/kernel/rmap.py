@@ -329,7 +329,7 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     """Visit every VMA in the folio's anon_vma tree that covers its index (W1-W4)."""
     fn = "rmap_walk_anon"
     t = current()
-    mapped_at_start = mappers(folio, [v for mm in t.kernel.mms for v in mm.vmas])
+    mapped_at_start = mappers(folio, t.kernel.vmas())
     anon_vma = await rmap_walk_anon_lock(folio, rwc)  # W1
     if anon_vma is None:
         return

@@ -20,7 +20,7 @@ import attrs
 from fuzzrmap.sched import api
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fuzzrmap.kernel.memory import MM
+    from fuzzrmap.kernel.memory import MM, VMA
     from fuzzrmap.kernel.rcu import RCU
     from fuzzrmap.kernel.slab import Slab
 
@@ -72,6 +72,10 @@ class Kernel:
     anon_vma_cachep: "Slab"
     rcu: "RCU"
     mms: List["MM"] = attrs.Factory(list)
+
+    def vmas(self) -> List["VMA"]:
+        """Every VMA of every mm, in mm order."""
+        return [v for mm in self.mms for v in mm.vmas]
 
 
 def current() -> TaskStruct:
