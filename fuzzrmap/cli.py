@@ -20,6 +20,8 @@ from typing import List, Optional
 
 from fuzzrmap import engine, report, show, shrink
 from fuzzrmap import scenario as registry
+from fuzzrmap import hunks
+from fuzzrmap.kernel.generations import GENERATIONS
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
 from fuzzrmap.sched.strategies.pct import PCT
@@ -142,16 +144,29 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def cmd_list(args) -> int:
     scenarios = registry.scenarios()
+    generations = GENERATIONS.values()
+    declared = hunks.declared()
     if args.json:
-        print(json.dumps([{"scenario": s.name, "spec": s.spec, "summary": s.summary,
-                           "variants": [{"name": v.name, "expect": v.expect, "summary": v.summary}
+        print(json.dumps({
+            "scenarios": [{"scenario": s.name, "spec": s.spec, "summary": s.summary,
+                           "variants": [{"name": v.name, "expect": v.expect, "summary": v.summary,
+                                         "scope": v.scope(), "hunks": sorted(v.hunks)}
                                         for v in s.variants]}
-                          for s in scenarios.values()], indent=1))
+                          for s in scenarios.values()],
+            "generations": [{"name": g.name, "summary": g.summary, "hunks": sorted(g.hunks)} for g in generations],
+            "hunks": [{"name": h.name, "kind": h.kind, "module": h.module, "summary": h.summary}
+                      for h in declared.values()]}, indent=1))
         return EXIT_CLEAN
     for s in scenarios.values():
         print(f"{s.name}  ({s.spec}) {s.summary}")
         for v in s.variants:
-            print(f"    {v.name:18} expect {v.expect:6} {v.summary}")
+            print(f"    {v.name:18} expect {v.expect:6} {v.scope():28} {v.summary}")
+    print("\ngenerations:")
+    for g in generations:
+        print(f"    {g.name:4} {g.summary}; hunks: {', '.join(sorted(g.hunks)) or 'none'}")
+    print("hunks:")
+    for h in declared.values():
+        print(f"    {h.name:22} {h.kind:6} {h.summary} ({h.module})")
     return EXIT_CLEAN
 
 

@@ -31,7 +31,7 @@ from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
 from fuzzrmap.sched.seedfile import SeedFile
-from fuzzrmap.sched.api import touch
+from fuzzrmap.sched.api import RUNNING, touch
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
@@ -45,7 +45,9 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     """A scheduler with the scenario's threads spawned and nothing run yet."""
     strategy.begin(index)
     sched = Scheduler(strategy, max_steps)
-    kernel = Kernel(protocol=variant.protocol, anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+    sched.hunks = variant.hunks
+    kernel = Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+    RUNNING.sched = sched  # setup sees the variant's hunks
     world = scenario.setup(kernel)
     roles = [role for role, _ in world.threads]
 

@@ -3,10 +3,11 @@
 A scenario file (in the top-level ``scenarios/`` folder, installed as the
 ``fuzzrmap.scenarios`` package) defines one :class:`Scenario` named
 ``SCENARIO``.  Its ``setup`` builds a fresh :class:`World` for every schedule
-from a :class:`~fuzzrmap.kernel.task.Kernel` that already carries the
-variant's protocol switches.  Each :class:`Variant` states, as data, whether
-the fuzzer is expected to find a failure in it; tests and ``fuzzrmap list``
-read that expectation from here.
+from a fresh :class:`~fuzzrmap.kernel.task.Kernel`.  Each :class:`Variant` is
+a generation plus or minus hunks (:mod:`fuzzrmap.hunks`; ``setup`` and the
+model code see them through :attr:`~fuzzrmap.hunks.Hunk.on`) and states, as
+data, whether the fuzzer is expected to find a failure in it; tests and
+``fuzzrmap list`` read that expectation from here.
 
 Scenarios are resolved by their registered name, never by executing a path
 from a seed file.
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Coroutine, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, Coroutine, Dict, FrozenSet, Hashable, List, Optional, Tuple
 
 import attrs
 
+from fuzzrmap.hunks import Generation, Hunk
 from fuzzrmap.kernel.memory import Folio
-from fuzzrmap.kernel.task import Kernel, Protocol
+from fuzzrmap.kernel.task import Kernel
 
 FAILS = "fails"
 CLEAN = "clean"
@@ -29,10 +31,26 @@ CLEAN = "clean"
 
 @attrs.frozen
 class Variant:
+    """A generation plus ``add`` and minus ``remove``: the hunks a schedule runs with."""
+
     name: str
-    protocol: Protocol
     expect: str
     summary: str
+    generation: Optional[Generation] = None
+    add: Tuple[Hunk, ...] = attrs.field(default=(), converter=tuple)
+    remove: Tuple[Hunk, ...] = attrs.field(default=(), converter=tuple)
+
+    @property
+    def hunks(self) -> FrozenSet[str]:
+        if self.generation is None:
+            return frozenset(h.name for h in self.add)
+        return self.generation.with_(self.add, self.remove)
+
+    def scope(self) -> str:
+        """The variant as a generation and its differences, e.g. ``G1 - rmap.fast_recheck``."""
+        parts = [self.generation.name if self.generation is not None else "no generation"]
+        parts += [f"+ {h.name}" for h in self.add] + [f"- {h.name}" for h in self.remove]
+        return " ".join(parts)
 
 
 @attrs.define

@@ -19,7 +19,9 @@ import attrs
 from fuzzrmap.kernel.memory import MM, PAGE_SIZE, VMA, Folio, linear_page_index, set_pte_at
 from fuzzrmap.kernel.mmap import do_munmap, dup_mmap
 from fuzzrmap.kernel.rmap import AnonVma, anon_vma_chain_link
-from fuzzrmap.kernel.task import Kernel, Protocol
+from fuzzrmap.kernel.generations import G0, G1
+from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK
+from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.userfaultfd import move_pages
 from fuzzrmap.scenario import CLEAN, FAILS, Variant, World
 
@@ -98,12 +100,9 @@ def setup_with(reader: Callable[[Folio], Coroutine], fork: bool) -> Callable[[Ke
 
 def variants(no_slow_recheck_expect: str, fixed_expect: str = CLEAN) -> tuple:
     return (
-        Variant("fixed", Protocol(fast_recheck=True, slow_recheck=True), fixed_expect,
-                "G1 as merged: both folio->mapping rechecks"),
-        Variant("unpatched", Protocol(fast_recheck=False, slow_recheck=False), FAILS,
-                "G0 reader (before the seed patch) against the UFFDIO_MOVE mover"),
-        Variant("no-fast-recheck", Protocol(fast_recheck=False, slow_recheck=True), FAILS,
-                "only the slow-path recheck (hunk 2)"),
-        Variant("no-slow-recheck", Protocol(fast_recheck=True, slow_recheck=False), no_slow_recheck_expect,
-                "only the fast-path recheck (hunk 1)"),
+        Variant("fixed", fixed_expect, "G1 as merged: both folio->mapping rechecks", G1),
+        Variant("unpatched", FAILS, "G0 reader (before the seed patch) against the UFFDIO_MOVE mover", G0),
+        Variant("no-fast-recheck", FAILS, "only the slow-path recheck (hunk 2)", G1, remove=[FAST_RECHECK]),
+        Variant("no-slow-recheck", no_slow_recheck_expect, "only the fast-path recheck (hunk 1)", G1,
+                remove=[SLOW_RECHECK]),
     )

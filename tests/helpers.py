@@ -8,7 +8,7 @@ from fuzzrmap.engine import finish, prepare
 from fuzzrmap.kernel.rcu import RCU
 from fuzzrmap.kernel.rmap import AnonVma
 from fuzzrmap.kernel.slab import Slab
-from fuzzrmap.kernel.task import Kernel, Protocol, TaskStruct
+from fuzzrmap.kernel.task import Kernel, TaskStruct
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import Scheduler
 from fuzzrmap.sched.strategies import Strategy
@@ -67,8 +67,8 @@ def run_plan(scenario, variant, legs):
     return finish(sched), sched
 
 
-def _kernel(protocol: Protocol = Protocol()) -> Kernel:
-    return Kernel(protocol=protocol, anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+def _kernel() -> Kernel:
+    return Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
 
 
 def run_threads(bodies: List, order: Sequence[int] = (), max_steps: int = 1000):

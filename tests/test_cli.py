@@ -157,9 +157,11 @@ def test_unwritable_out_dir_is_a_clean_error(tmp_path, capsys):
 def test_list_shows_every_variant_with_its_expectation(capsys):
     assert cli.main(["list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    names = {(s["scenario"], v["name"], v["expect"]) for s in listed for v in s["variants"]}
-    assert ("uffd-move-vs-referenced", "no-slow-recheck", "clean") in names
-    assert ("uffd-move-vs-page-idle", "no-slow-recheck", "fails") in names
+    names = {(s["scenario"], v["name"], v["expect"], v["scope"]) for s in listed["scenarios"] for v in s["variants"]}
+    assert ("uffd-move-vs-referenced", "no-slow-recheck", "clean", "G1 - rmap.slow_recheck") in names
+    assert ("uffd-move-vs-page-idle", "no-slow-recheck", "fails", "G1 - rmap.slow_recheck") in names
+    generations = {g["name"]: g["hunks"] for g in listed["generations"]}
+    assert generations["G1"] == ["rmap.fast_recheck", "rmap.slow_recheck"] and generations["G0"] == []
 
 
 def test_fingerprint_ignores_docstrings_but_not_code():

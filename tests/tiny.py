@@ -11,12 +11,12 @@ from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlotState
-from fuzzrmap.kernel.task import Protocol
+from fuzzrmap.hunks import hunk
 from fuzzrmap.scenario import CLEAN, FAILS, Scenario, Variant, World
 from fuzzrmap.sched.api import point, reads, writes
 
-BUGGY, LOCKED = Protocol(fast_recheck=False), Protocol()
-VARIANTS = (Variant("buggy", BUGGY, FAILS, ""), Variant("locked", LOCKED, CLEAN, ""))
+LOCKED = hunk("tiny.locked", "the tiny scenarios take their locks")
+VARIANTS = (Variant("buggy", FAILS, ""), Variant("locked", CLEAN, "", add=[LOCKED]))
 
 
 def lost_update():
@@ -133,9 +133,9 @@ def abba():
 
 
 def _scenario(name, setup):
-    """The variant's protocol only tells the tiny scenarios which version to build."""
+    """The variant's one hunk tells the tiny scenarios which version to build."""
     return Scenario(name=name, spec="test", summary=name, variants=VARIANTS,
-                    setup=lambda k: setup(k, locked=k.protocol == LOCKED))
+                    setup=lambda k: setup(k, locked=LOCKED.on))
 
 
 ALL = [lost_update(), readers_writer(), rcu_free(), abba()]

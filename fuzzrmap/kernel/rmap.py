@@ -2,9 +2,9 @@
 
 Follows the v6.8..v6.18 code (generation G1 of the spec: UFFDIO_MOVE moves
 folios across anon_vma roots, ``folio_lock_anon_vma_read()`` rechecks
-``folio->mapping`` after taking the root rwsem).  The variant switches in
-:class:`~fuzzrmap.kernel.task.Protocol` remove either recheck, which gives the
-pre-patch reader (G0) and the two single-hunk mutants.
+``folio->mapping`` after taking the root rwsem).  The two rechecks are the
+hunks :data:`FAST_RECHECK` and :data:`SLOW_RECHECK` of the seed patch; without
+them this is the pre-patch reader (G0, :mod:`fuzzrmap.kernel.generations`).
 
 Every function keeps the kernel's name, the kernel's order of steps and its
 control flow: ``goto retry`` is a loop that keeps the locals the kernel keeps.
@@ -25,6 +25,7 @@ from typing import Awaitable, Callable, List, Optional
 import attrs
 
 from fuzzrmap.check import invariants as check
+from fuzzrmap.hunks import hunk
 from fuzzrmap.kernel.memory import VMA, Folio, folio_mapcount, folio_mapped, mappers, vma_address
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
@@ -32,6 +33,14 @@ from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlabObject
 from fuzzrmap.kernel.task import current
 from fuzzrmap.sched.api import point, reads, touch, writes
+
+
+#: The seed patch ("mm/rmap: support move to different root anon_vma in
+#: folio_move_anon_rmap()", v6.8): its two hunks in folio_lock_anon_vma_read().
+FAST_RECHECK = hunk("rmap.fast_recheck",
+                    "L5: after down_read_trylock() of the root, re-check folio->mapping, else goto retry")
+SLOW_RECHECK = hunk("rmap.slow_recheck",
+                    "S6: after anon_vma_lock_read(), re-check folio->mapping, else unlock, put and goto retry")
 
 
 class AnonVma(SlabObject):
@@ -216,7 +225,6 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
     ``folio->mapping`` rechecks (L5, S6) are the seed patch.
     """
     fn = "folio_lock_anon_vma_read"
-    protocol = current().kernel.protocol
     held_at_entry = len([1 for _, m in current().held if m in ("read", "write")])
     anon_vma: Optional[AnonVma] = None
 
@@ -239,7 +247,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         await point(fn, f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
         check.anon_vma_access(root_anon_vma, "L4 down_read_trylock", idiom=True)
         if root_anon_vma.rwsem.down_read_trylock():
-            if protocol.fast_recheck:
+            if FAST_RECHECK.on:
                 # folio_move_anon_rmap() might have changed the anon_vma as we
                 # might not hold the folio lock here.
                 await point(fn, "L5 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
@@ -288,7 +296,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         rcu_read_unlock()
         await anon_vma_lock_read(anon_vma, fn, "S5 anon_vma_lock_read")
 
-        if protocol.slow_recheck:
+        if SLOW_RECHECK.on:
             # folio_move_anon_rmap() might have changed the anon_vma as we
             # might not hold the folio lock here.
             await point(fn, "S6 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))

@@ -7,7 +7,7 @@ checker reads it for the lock-pairing and lock-order invariants (I7, I8) and
 for the grace-period rule (I9).
 
 :class:`Kernel` holds the globals of one schedule (``anon_vma_cachep``, RCU
-state, the variant's protocol switches).  A fresh one is built for every
+state, the mms).  A fresh one is built for every
 schedule, so nothing leaks from one run into the next.
 """
 
@@ -23,19 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from fuzzrmap.kernel.memory import MM, VMA
     from fuzzrmap.kernel.rcu import RCU
     from fuzzrmap.kernel.slab import Slab
-
-
-@attrs.frozen
-class Protocol:
-    """Which code the model runs: the switches that make a scenario's variants.
-
-    ``fast_recheck``/``slow_recheck`` are the two hunks of the seed patch in
-    ``folio_lock_anon_vma_read()`` (spec L5 and S6).  Generation G1 has both,
-    G0 (before UFFDIO_MOVE) has neither.
-    """
-
-    fast_recheck: bool = True
-    slow_recheck: bool = True
 
 
 @attrs.define(eq=False)
@@ -68,7 +55,6 @@ class TaskStruct:
 
 @attrs.define(eq=False)
 class Kernel:
-    protocol: Protocol
     anon_vma_cachep: "Slab"
     rcu: "RCU"
     mms: List["MM"] = attrs.Factory(list)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 
 import attrs
-from typing import Any, Callable, Coroutine, List, Optional
+from typing import Any, Callable, Coroutine, FrozenSet, List, Optional
 
 from fuzzrmap.sched.api import RUNNING, ModelError, Op
 from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
@@ -82,6 +82,8 @@ class Scheduler:
         self._current: Optional[int] = None
         #: what the owner of this schedule built it from (the engine: kernel and world)
         self.world: Any = None
+        #: names of the hunks this schedule runs with (read by fuzzrmap.hunks.Hunk.on)
+        self.hunks: FrozenSet[str] = frozenset()
         #: record each step's accesses into Step.footprint (declared + touched)
         self.record_footprints = False
         #: called as observer(step_index, task) after each step has run (reports, exports)
