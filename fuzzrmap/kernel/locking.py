@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 from fuzzrmap.check import SAFETY, violation
-from fuzzrmap.kernel.rwsem import might_sleep
+from fuzzrmap.kernel.rwsem import ANON_VMA_CLASS, might_sleep
 from fuzzrmap.kernel.task import TaskStruct, current
 from fuzzrmap.sched.api import point, touch, wait_until, writes
 
@@ -52,7 +52,7 @@ class ExclusiveLock:
         if self.kind == SLEEP:
             might_sleep(f"lock({self.name})")
             for lock, mode in t.held:
-                if mode in ("read", "write"):
+                if mode in ("read", "write") and lock.lock_class == ANON_VMA_CLASS:
                     raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} while holding {lock.name} ({mode}): lock order is folio lock before anon_vma rwsem")
         await wait_until(func, label + " [wakes holding it]", self._free, self._fp)
         self.trylock()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from fuzzrmap.kernel.locking import ExclusiveLock, folio_lock_bit, spinlock
 from fuzzrmap.kernel.refcount import Atomic
-from fuzzrmap.kernel.rwsem import RWSem
+from fuzzrmap.kernel.rwsem import MMAP_LOCK_CLASS, RWSem
 from fuzzrmap.sched.api import point, touch, writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,11 +78,16 @@ def folio_unlock(folio: Folio) -> None:
 class MM:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.mmap_lock = RWSem(f"{name}.mmap_lock")
+        self.mmap_lock = RWSem(f"{name}.mmap_lock", MMAP_LOCK_CLASS)
         self.vmas: List["VMA"] = []
 
     def __repr__(self) -> str:
         return self.name
+
+    @property
+    def vmas_resource(self) -> str:
+        """Footprint name of this mm's VMA tree (what find_vma() reads)."""
+        return f"{self.name}.vmas"
 
 
 class VMA:

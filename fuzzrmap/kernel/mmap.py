@@ -28,8 +28,13 @@ async def unmap_region(vma: VMA) -> None:
 async def do_munmap(mm: MM, vma: VMA) -> None:
     fn = "do_vmi_munmap"
     await mm.mmap_lock.down_write(fn, "mmap_write_lock(mm)")
+    if vma not in mm.vmas:
+        # vma_find() finds nothing in the range any more: nothing to unmap
+        await point(fn, "mmap_write_unlock(mm): no VMA", mm.mmap_lock._fp)
+        mm.mmap_lock.up_write()
+        return
     await unmap_region(vma)
-    await point(fn, f"remove_vma({vma.name}); mmap_write_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, f"remove_vma({vma.name}); mmap_write_unlock(mm)", mm.mmap_lock._fp + writes(mm.vmas_resource))
     mm.vmas.remove(vma)
     mm.mmap_lock.up_write()
 

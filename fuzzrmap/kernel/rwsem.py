@@ -30,11 +30,18 @@ READ = "read"
 WRITE = "write"
 
 
-class RWSem:
-    __slots__ = ("name", "writer", "readers", "waiters", "_fp")
+#: lockdep classes of the rwsems in the model (mm/rmap.c's lock-order comment:
+#: mm->mmap_lock, then folio_lock, then anon_vma->rwsem)
+ANON_VMA_CLASS = "anon_vma->rwsem"
+MMAP_LOCK_CLASS = "mm->mmap_lock"
 
-    def __init__(self, name: str) -> None:
+
+class RWSem:
+    __slots__ = ("name", "lock_class", "writer", "readers", "waiters", "_fp")
+
+    def __init__(self, name: str, lock_class: str = ANON_VMA_CLASS) -> None:
         self.name = name
+        self.lock_class = lock_class
         self.writer: Optional[TaskStruct] = None
         self.readers: List[TaskStruct] = []
         self.waiters: Deque[Tuple[TaskStruct, str]] = deque()

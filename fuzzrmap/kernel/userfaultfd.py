@@ -193,7 +193,12 @@ async def move_pages(mm: MM, dst_vma: VMA, src_vma: VMA, dst_start: int, src_sta
     fn = "move_pages"
     await mm.mmap_lock.down_read(fn, "U2 mmap_read_lock(mm)")
     await point(fn, f"U2 find_vma_and_prepare_anon({dst_vma.name}): anon_vma_prepare",
-                reads(f"{dst_vma.name}.anon_vma"))
+                reads(f"{dst_vma.name}.anon_vma", mm.vmas_resource))
+    if dst_vma not in mm.vmas or src_vma not in mm.vmas:
+        # find_vma() finds no VMA at dst_start or src_start any more: -ENOENT
+        await point(fn, "mmap_read_unlock(mm): -ENOENT", mm.mmap_lock._fp)
+        mm.mmap_lock.up_read()
+        return ENOENT
     assert dst_vma.anon_vma is not None, "scenarios give the destination VMA an anon_vma"
     moved = 0
     err = 0
