@@ -9,6 +9,10 @@ model code see them through :attr:`~fuzzrmap.hunks.Hunk.on`) and states, as
 data, whether the fuzzer is expected to find a failure in it; tests and
 ``fuzzrmap list`` read that expectation from here.
 
+A scenario module may also define ``CATALOGUE`` (:mod:`fuzzrmap.actors`):
+then every composition of its actors is a scenario too, found by its name
+(``page-idle+uffd-move(src=S)+munmap(vma=S)``).
+
 Scenarios are resolved by their registered name, never by executing a path
 from a seed file.
 """
@@ -27,6 +31,8 @@ from fuzzrmap.kernel.task import Kernel
 
 FAILS = "fails"
 CLEAN = "clean"
+#: no expectation (a composition nobody has judged yet)
+UNKNOWN = "unknown"
 
 
 @attrs.frozen
@@ -83,30 +89,52 @@ class UnknownName(LookupError):
     """An unknown scenario or variant name (a user error, exit code 2)."""
 
 
-def _load() -> Dict[str, Scenario]:
+def _load() -> Tuple[Dict[str, Scenario], list]:
     import fuzzrmap.scenarios as package
 
     found: Dict[str, Scenario] = {}
+    catalogues = []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         scenario = getattr(module, "SCENARIO", None)
-        if scenario is None:
-            continue
-        found[scenario.name] = attrs.evolve(scenario, module=module.__name__)
-    return found
+        if scenario is not None:
+            found[scenario.name] = attrs.evolve(scenario, module=module.__name__)
+        catalogue = getattr(module, "CATALOGUE", None)
+        if catalogue is not None and catalogue not in catalogues:
+            catalogues.append(catalogue)
+    return found, catalogues
 
 
 _REGISTRY: Dict[str, Scenario] = {}
+_CATALOGUES: list = []
 
 
 def scenarios() -> Dict[str, Scenario]:
     if not _REGISTRY:
-        _REGISTRY.update(_load())
+        found, catalogues = _load()
+        _REGISTRY.update(found)
+        _CATALOGUES.extend(catalogues)
     return _REGISTRY
 
 
+def catalogues() -> list:
+    """The actor catalogues of the scenario modules (:mod:`fuzzrmap.actors`)."""
+    scenarios()
+    return list(_CATALOGUES)
+
+
 def get(name: str) -> Scenario:
-    try:
-        return scenarios()[name]
-    except KeyError:
-        raise UnknownName(f"unknown scenario {name!r} (scenarios: {', '.join(scenarios())})") from None
+    """A registered scenario, or the composition of a catalogue's actors that ``name`` spells."""
+    found = scenarios().get(name)
+    if found is not None:
+        return found
+    errors = []
+    for catalogue in catalogues():
+        try:
+            return catalogue.parse(name).scenario()
+        except UnknownName as e:
+            errors.append(str(e))
+    if "+" in name or "(" in name:
+        raise UnknownName(f"unknown scenario {name!r}: {'; '.join(errors) or 'no actor catalogue'}")
+    raise UnknownName(f"unknown scenario {name!r} (scenarios: {', '.join(scenarios())}; "
+                      f"or a composition of actors such as page-idle+munmap(vma=S), see 'fuzzrmap actors')")

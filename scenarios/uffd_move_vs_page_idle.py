@@ -9,16 +9,14 @@ fast-path race of S1 is reachable too.  As in the spec, no thread re-uses the
 freed anon_vma here; ``uffd-move-vs-page-idle-fork`` adds one.
 """
 
-from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs
-from fuzzrmap.scenario import FAILS, Scenario
+from fuzzrmap.scenario import FAILS
 
 from fuzzrmap.scenarios import uffd_common
 
 
-SCENARIO = Scenario(
+SCENARIO = uffd_common.CATALOGUE.compose("page-idle", "uffd-move(src=S)", "munmap(vma=S)").scenario(
     name="uffd-move-vs-page-idle",
     spec="S2",
     summary="page_idle_clear_pte_refs() (unlocked, blocking) vs UFFDIO_MOVE + munmap",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS),
-    setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=False),
 )

@@ -29,16 +29,14 @@ folio_referenced() is not affected: with ``try_lock`` it never takes the slow
 path.
 """
 
-from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs
-from fuzzrmap.scenario import FAILS, Scenario
+from fuzzrmap.scenario import FAILS
 
 from fuzzrmap.scenarios import uffd_common
 
 
-SCENARIO = Scenario(
+SCENARIO = uffd_common.CATALOGUE.compose("page-idle", "uffd-move(src=S)", "munmap(vma=S)", "fork").scenario(
     name="uffd-move-vs-page-idle-fork",
     spec="S2+Y",
     summary="page_idle vs UFFDIO_MOVE + munmap + fork re-using the slot: a window the patch leaves open",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS, fixed_expect=FAILS),
-    setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=True),
 )

@@ -11,21 +11,14 @@ use-after-free after the grace period, an unlock of a lock it never took.
 dropping only the slow-path recheck is harmless here.
 """
 
-from fuzzrmap.kernel.rmap import folio_referenced
-from fuzzrmap.scenario import CLEAN, Scenario
+from fuzzrmap.scenario import CLEAN
 
 from fuzzrmap.scenarios import uffd_common
 
 
-async def reclaim_ages(folio):
-    """shrink_active_list() ages an anon folio it isolated, without its lock."""
-    await folio_referenced(folio, is_locked=False)
-
-
-SCENARIO = Scenario(
+SCENARIO = uffd_common.CATALOGUE.compose("referenced", "uffd-move(src=S)", "munmap(vma=S)", "fork").scenario(
     name="uffd-move-vs-referenced",
     spec="S1",
     summary="folio_referenced() (unlocked, try_lock) vs UFFDIO_MOVE + munmap + slot re-use",
     variants=uffd_common.variants(no_slow_recheck_expect=CLEAN),
-    setup=uffd_common.setup_with(reclaim_ages, fork=True),
 )
