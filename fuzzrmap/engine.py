@@ -31,7 +31,6 @@ from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
 from fuzzrmap.sched.seedfile import SeedFile
-from fuzzrmap.sched.api import touch
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
@@ -48,13 +47,9 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     kernel = Kernel(protocol=variant.protocol, anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
     world = scenario.setup(kernel)
     roles = [role for role, _ in world.threads]
-
-    def others_done() -> bool:
-        return not any(t.alive for t in sched.tasks if t.role != "rcu")
-
-    threads = list(world.threads) + [("rcu", lambda: rcu_gp_kthread(others_done))]
+    threads = list(world.threads) + [("rcu", rcu_gp_kthread)]
     for role, body in threads:
-        task = sched.spawn(role, _thread(body))
+        task = sched.spawn(role, _thread(body), daemon=role == "rcu")
         task.state = TaskStruct(role, kernel)
         kernel.rcu.tasks.append(task.state)
     assert "rcu" not in roles, "the rcu thread is the engine's"
@@ -64,9 +59,7 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
 
 async def _thread(body):
     await body()
-    t = current()
-    touch(t.exit_resource, True)
-    invariants.task_exit(t)
+    invariants.task_exit(current())
 
 
 def finish(sched: Scheduler) -> Execution:
@@ -280,12 +273,14 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                 break
             sched = prepare(scenario, variant, strategy, index)
             sched.record_footprints = True
+            sched.observer = strategy.after_step
             strategy.sched = sched
             index += 1
             try:
                 drivers.run_direct(sched)
             except Prune:
                 pruned += 1
+                strategy.analyse(sched.execution(), complete=False)
                 continue
             execution = finish(sched)
             strategy.analyse(execution)

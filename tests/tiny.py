@@ -10,7 +10,7 @@ from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.kernel.slab import SlotState
+from fuzzrmap.kernel.slab import SlotState, slot_resource
 from fuzzrmap.kernel.task import Protocol
 from fuzzrmap.scenario import CLEAN, FAILS, Scenario, Variant, World
 from fuzzrmap.sched.api import point, reads, writes
@@ -86,16 +86,17 @@ def rcu_free():
         av = k.anon_vma_cachep.kmem_cache_alloc()
         av.refcount.atomic_set(1)
         seen = []
+        obj = reads(slot_resource(av.slot))  # the object's slab state, what the grace period frees
 
         async def reader():
             await point("reader", "rcu_read_lock", ())
             rcu_read_lock()
-            await point("reader", "read object", reads("obj"))
+            await point("reader", "read object", obj)
             seen.append(av.slab_state.value)
             await point("reader", "rcu_read_unlock", ())
             rcu_read_unlock()
             if not locked:
-                await point("reader", "read object after unlock", reads("obj"))
+                await point("reader", "read object after unlock", obj)
                 if av.slab_state is SlotState.GONE:
                     raise violation("I5a", SAFETY, "use after free outside RCU")
 
