@@ -31,6 +31,7 @@ from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
 from fuzzrmap.sched.seedfile import SeedFile
+from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
@@ -247,14 +248,18 @@ class ExploreResult:
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
-            stop_on_failure: bool = True, target: Optional[str] = None) -> ExploreResult:
+            stop_on_failure: bool = True, target: Optional[str] = None,
+            check_footprints: bool = False) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
     reduction; every schedule within the bound, without) has been run.
     ``on_execution(execution, sched)`` sees each full execution (tests read
     final states from ``sched.world``).  With ``target``, only failures of that
-    invariant count; others are searched past.
+    invariant count; others are searched past.  With ``check_footprints``, an
+    access of a :class:`~fuzzrmap.sched.api.Shared` object outside the
+    running step's declared footprint raises
+    :class:`~fuzzrmap.sched.api.FootprintError`.
     """
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
@@ -264,6 +269,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     complete = False
     interrupted = False
     index = 0
+    RUNNING.check_footprints = check_footprints
     try:
         while True:
             if index and not strategy.advance():
@@ -297,5 +303,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                     break
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        RUNNING.check_footprints = False
     return ExploreResult(executions, pruned, complete, failure, time.perf_counter() - start,
                          reduction, preemption_bound, strategy.hit_bound, longest, per_thread, interrupted)
