@@ -245,6 +245,20 @@ class ExploreResult:
         return count
 
 
+PREEMPTION_MODEL = "preempt anywhere (a switch at every yield point)"
+
+
+def verified_scope(scenario: Scenario, variant: Variant, result: ExploreResult) -> str:
+    """What a clean, complete explore proved: the model, the switches, the preemption model, the bounds."""
+    switches = ", ".join(f"{f.name}={getattr(variant.protocol, f.name)}" for f in attrs.fields(type(variant.protocol)))
+    bound = ("no bound" if result.preemption_bound is None or not result.bound_cut
+             else f"at most {result.preemption_bound} preemptions")
+    search = ("every interleaving is equivalent to one that was run" if result.reduction
+              else "every schedule was run")
+    return (f"{search}; scope: scenario {scenario.name}, variant {variant.name} ({switches}), "
+            f"{PREEMPTION_MODEL}, {bound}, at most {DEFAULT_MAX_STEPS} steps per schedule")
+
+
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
