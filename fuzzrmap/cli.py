@@ -23,6 +23,7 @@ from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.kernel.generations import GENERATIONS
 from fuzzrmap.sched import seedfile
+from fuzzrmap.sched.api import FootprintError
 from fuzzrmap.sched.strategies import STRATEGIES
 from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.sticky import Sticky
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only schedules with at most K preemptions (naive search, no reduction)")
     ex.add_argument("--no-reduction", action="store_true", help="naive depth-first search over every schedule")
     ex.add_argument("--max-executions", type=_positive, metavar="N", help="stop after N executions (exit 3)")
+    ex.add_argument("--check-footprints", action="store_true",
+                    help="stop (exit 2) when a step touches a tracked resource its declared footprint omits")
     ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
     ex.add_argument("--json", action="store_true")
 
@@ -130,7 +133,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
-    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, FootprintError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
@@ -267,7 +270,7 @@ def cmd_explore(args) -> int:
     variant = scenario.variant(args.variant)
     reduction = not args.no_reduction and args.preemption_bound is None
     result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
-                            max_executions=args.max_executions)
+                            max_executions=args.max_executions, check_footprints=args.check_footprints)
     path = None
     failure = result.failure.failure if result.failure else None
     if failure is not None:
@@ -275,7 +278,7 @@ def cmd_explore(args) -> int:
         path = args.out / f"{scenario.name}-{variant.name}-{failure.invariant}-explore.json"
         _save(seed, path)
     if reduction:
-        search = "partial-order reduction (DPOR + sleep sets)"
+        search = "partial-order reduction (source-set DPOR + sleep sets)"
     elif args.preemption_bound is not None:
         search = f"naive, at most {args.preemption_bound} preemptions"
     else:
@@ -289,6 +292,7 @@ def cmd_explore(args) -> int:
     if args.json:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "search": search, "verdict": verdict,
+            "scope": engine.verified_scope(scenario, variant, result) if verdict.startswith("verified") else None,
             "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
             "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut,
             "invariant": failure.invariant if failure else None, "message": failure.message if failure else None,
@@ -305,10 +309,7 @@ def cmd_explore(args) -> int:
             print(f"  seed file: {path}")
             print(f"  replay it: fuzzrmap replay {path}")
         elif result.complete:
-            scope = ("every interleaving is equivalent to one that was run" if reduction else
-                     "every schedule was run" if args.preemption_bound is None or not result.bound_cut else
-                     f"every schedule with at most {args.preemption_bound} preemptions was run")
-            print(f"VERIFIED: no violation; {scope}")
+            print(f"VERIFIED: no violation; {engine.verified_scope(scenario, variant, result)}")
         else:
             print(f"INCOMPLETE: {verdict}; no violation in what was run")
     if failure is not None:

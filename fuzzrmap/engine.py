@@ -31,7 +31,7 @@ from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
 from fuzzrmap.sched.seedfile import SeedFile
-from fuzzrmap.sched.api import RUNNING, touch
+from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
@@ -50,13 +50,9 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     RUNNING.sched = sched  # setup sees the variant's hunks
     world = scenario.setup(kernel)
     roles = [role for role, _ in world.threads]
-
-    def others_done() -> bool:
-        return not any(t.alive for t in sched.tasks if t.role != "rcu")
-
-    threads = list(world.threads) + [("rcu", lambda: rcu_gp_kthread(others_done))]
+    threads = list(world.threads) + [("rcu", rcu_gp_kthread)]
     for role, body in threads:
-        task = sched.spawn(role, _thread(body))
+        task = sched.spawn(role, _thread(body), daemon=role == "rcu")
         task.state = TaskStruct(role, kernel)
         kernel.rcu.tasks.append(task.state)
     assert "rcu" not in roles, "the rcu thread is the engine's"
@@ -66,9 +62,7 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
 
 async def _thread(body):
     await body()
-    t = current()
-    touch(t.exit_resource, True)
-    invariants.task_exit(t)
+    invariants.task_exit(current())
 
 
 def finish(sched: Scheduler) -> Execution:
@@ -253,17 +247,34 @@ class ExploreResult:
         return count
 
 
+PREEMPTION_MODEL = "preempt anywhere (a switch at every yield point)"
+
+
+def verified_scope(scenario: Scenario, variant: Variant, result: ExploreResult) -> str:
+    """What a clean, complete explore proved: the model, the switches, the preemption model, the bounds."""
+    bound = ("no bound" if result.preemption_bound is None or not result.bound_cut
+             else f"at most {result.preemption_bound} preemptions")
+    search = ("every interleaving is equivalent to one that was run" if result.reduction
+              else "every schedule was run")
+    return (f"{search}; scope: scenario {scenario.name}, variant {variant.name} ({variant.scope()}; hunks on: {', '.join(sorted(variant.hunks)) or 'none'}), "
+            f"{PREEMPTION_MODEL}, {bound}, at most {DEFAULT_MAX_STEPS} steps per schedule")
+
+
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
-            stop_on_failure: bool = True, target: Optional[str] = None) -> ExploreResult:
+            stop_on_failure: bool = True, target: Optional[str] = None,
+            check_footprints: bool = False) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
     reduction; every schedule within the bound, without) has been run.
     ``on_execution(execution, sched)`` sees each full execution (tests read
     final states from ``sched.world``).  With ``target``, only failures of that
-    invariant count; others are searched past.
+    invariant count; others are searched past.  With ``check_footprints``, an
+    access of a :class:`~fuzzrmap.sched.api.Shared` object outside the
+    running step's declared footprint raises
+    :class:`~fuzzrmap.sched.api.FootprintError`.
     """
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
@@ -273,6 +284,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     complete = False
     interrupted = False
     index = 0
+    RUNNING.check_footprints = check_footprints
     try:
         while True:
             if index and not strategy.advance():
@@ -282,12 +294,14 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                 break
             sched = prepare(scenario, variant, strategy, index)
             sched.record_footprints = True
+            sched.observer = strategy.after_step
             strategy.sched = sched
             index += 1
             try:
                 drivers.run_direct(sched)
             except Prune:
                 pruned += 1
+                strategy.analyse(sched.execution(), complete=False)
                 continue
             execution = finish(sched)
             strategy.analyse(execution)
@@ -304,5 +318,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                     break
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        RUNNING.check_footprints = False
     return ExploreResult(executions, pruned, complete, failure, time.perf_counter() - start,
                          reduction, preemption_bound, strategy.hit_bound, longest, per_thread, interrupted)

@@ -101,7 +101,7 @@ BAD_SEED_FILES = {
     "stale fingerprint": (lambda p, t: edited(p, t, _set("fingerprint", "sha256:0")), "stale seed file"),
     "missing field": (lambda p, t: edited(p, t, lambda d: d.pop("steps")), "missing 'steps'"),
     "wrong type": (lambda p, t: edited(p, t, _set("threads", "reader")), "'threads' should be a list"),
-    "decisions disagree": (lambda p, t: edited(p, t, lambda d: d["decisions"].reverse()), "'decisions' disagrees"),
+    "decisions disagree": (lambda p, t: edited(p, t, lambda d: d["decisions"].insert(0, d["decisions"].pop())), "'decisions' disagrees"),
     "unknown thread": (lambda p, t: edited(p, t, _unknown_thread), "names a thread that does not exist"),
     "diverging decision": (lambda p, t: edited(p, t, _divert), "diverges from the model at step"),
     "diverging label": (lambda p, t: edited(p, t, _relabel), "diverges from the model at step 3"),

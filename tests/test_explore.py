@@ -20,7 +20,8 @@ def outcomes(scenario, variant, reduction, **kw):
         seen.add((world.final_state(), execution.failure.invariant if execution.failure else None))
         traces.add(mazurkiewicz(execution))
 
-    result = engine.explore(scenario, variant, reduction=reduction, stop_on_failure=False, on_execution=record, **kw)
+    result = engine.explore(scenario, variant, reduction=reduction, stop_on_failure=False, on_execution=record,
+                            check_footprints=True, **kw)
     assert result.complete
     return result, seen, traces
 
@@ -63,7 +64,7 @@ FLAGSHIP = [(s.name, v.name, v.expect) for s in registry.scenarios().values() fo
 @pytest.mark.parametrize("scenario,variant,expect", FLAGSHIP)
 def test_explore_decides_every_flagship_variant(scenario, variant, expect):
     sc = registry.get(scenario)
-    result = engine.explore(sc, sc.variant(variant))
+    result = engine.explore(sc, sc.variant(variant), check_footprints=True)
     if expect == FAILS:
         assert result.failure is not None, f"{scenario}/{variant}: a violation exists"
         assert result.failure.failure.task == "reader"
@@ -100,3 +101,12 @@ def test_cli_explore_exit_codes_and_seed_file(tmp_path, capsys):
     assert cli.main(["explore", "uffd-move-vs-page-idle", "--max-executions", "5", "--out", out]) == cli.EXIT_BUDGET
     assert "INCOMPLETE" in capsys.readouterr().out
     assert cli.main(["explore", "uffd-move-vs-page-idle", "--preemption-bound", "-1"]) == cli.EXIT_USAGE
+
+
+def test_the_verified_line_states_its_scope(capsys):
+    assert cli.main(["explore", "uffd-move-vs-page-idle", "--variant", "fixed", "--check-footprints"]) == cli.EXIT_CLEAN
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("VERIFIED: no violation; every interleaving is equivalent to one that was run; scope: ")
+    for part in ("scenario uffd-move-vs-page-idle", "variant fixed (G1; hunks on: rmap.fast_recheck, rmap.slow_recheck)",
+                 "preempt anywhere", "no bound"):
+        assert part in line

@@ -18,7 +18,7 @@ nobody sleeps inside a section (I8, via ``might_sleep``).
 
 from __future__ import annotations
 
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current
@@ -64,19 +64,19 @@ async def synchronize_rcu(func: str) -> None:
     rcu.completed += 1
 
 
-async def rcu_gp_kthread(others_done: Callable[[], bool]) -> None:
-    """Release freed anon_vma slab memory one grace period after the free."""
+async def rcu_gp_kthread() -> None:
+    """Release freed anon_vma slab memory one grace period after the free.
+
+    A daemon: it sleeps until an object is freed, so its wait reads only the
+    slab, and the schedule ends when the other threads have returned and it
+    has nothing left to do.
+    """
     fn = "rcu_gp_kthread"
-    k = current().kernel
-    cachep = k.anon_vma_cachep
+    cachep = current().kernel.anon_vma_cachep
     reclaimed = 0
-    others = reads(SLAB, *(t.exit_resource for t in k.rcu.tasks if t is not current()))
     while True:
-        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed or others_done(),
-                         others)
+        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed, reads(SLAB))
         batch = cachep.unreclaimed()
-        if batch <= reclaimed:
-            return
         await synchronize_rcu(fn)
         await point(fn, "free slab pages of anon_vmas freed before the grace period", writes(SLAB))
         cachep.release_pages(batch)

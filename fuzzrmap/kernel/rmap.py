@@ -32,7 +32,7 @@ from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlabObject
 from fuzzrmap.kernel.task import current
-from fuzzrmap.sched.api import point, reads, touch, writes
+from fuzzrmap.sched.api import TRACKED, point, reads, touch, writes
 
 
 #: The seed patch ("mm/rmap: support move to different root anon_vma in
@@ -213,7 +213,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
 
 async def _out(fn: str, anon_vma: Optional[AnonVma]) -> Optional[AnonVma]:
     """The ``out:`` label shared by the two lookups: leave RCU, return."""
-    await point(fn, "LX out: rcu_read_unlock()")
+    await point(fn, "LX out: rcu_read_unlock()", TRACKED)
     rcu_read_unlock()
     return anon_vma
 
@@ -229,7 +229,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
     anon_vma: Optional[AnonVma] = None
 
     while True:  # retry:
-        await point(fn, "L0 retry: rcu_read_lock()")
+        await point(fn, "L0 retry: rcu_read_lock()", TRACKED)
         rcu_read_lock()
         await point(fn, "L1 anon_mapping = READ_ONCE(folio->mapping)", reads("folio.mapping"))
         anon_mapping = folio.mapping
@@ -271,7 +271,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         if rwc is not None and rwc.try_lock:
-            await point(fn, "S1 trylock failed, rwc->try_lock: rwc->contended = true")
+            await point(fn, "S1 trylock failed, rwc->try_lock: rwc->contended = true", TRACKED)
             anon_vma = None
             rwc.contended = True
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
@@ -292,7 +292,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         check.anon_vma_loaded(anon_vma)
 
         # we pinned the anon_vma, its safe to sleep
-        await point(fn, "S4 rcu_read_unlock()")
+        await point(fn, "S4 rcu_read_unlock()", TRACKED)
         rcu_read_unlock()
         await anon_vma_lock_read(anon_vma, fn, "S5 anon_vma_lock_read")
 

@@ -52,17 +52,20 @@ class RWSem:
 
     # -- non-blocking operations (one step of the caller) ---------------------
     def down_read_trylock(self) -> bool:
-        touch(self.name, True)
+        """Footprint: writes the rwsem when it succeeds, only reads it when it fails."""
         if self.writer is None and not self.waiters:
+            touch(self.name, True)
             self._grant(current(), READ)
             return True
+        touch(self.name, False)
         return False
 
     def down_write_trylock(self) -> bool:
-        touch(self.name, True)
         if self.writer is None and not self.readers and not self.waiters:
+            touch(self.name, True)
             self._grant(current(), WRITE)
             return True
+        touch(self.name, False)
         return False
 
     def up_read(self) -> None:
@@ -106,11 +109,13 @@ class RWSem:
         might_sleep(f"{'down_read' if mode == READ else 'down_write'}({self.name})")
         if self.writer is t or (mode == WRITE and t in self.readers):
             raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} ({mode}), which it already holds: self-deadlock")
+        touch(self.name, True)
         self.waiters.append((t, mode))
         await wait_until(func, label + " [wakes holding it]", lambda: self._holds(t, mode), self._fp)
 
     # -- internals -------------------------------------------------------------
     def _holds(self, t: TaskStruct, mode: str) -> bool:
+        touch(self.name, False)
         return self.writer is t if mode == WRITE else t in self.readers
 
     def _grant(self, t: TaskStruct, mode: str) -> None:

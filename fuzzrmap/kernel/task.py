@@ -44,11 +44,6 @@ class TaskStruct:
         """Footprint name of this task's RCU read-side state."""
         return f"rcu:{self.comm}"
 
-    @property
-    def exit_resource(self) -> str:
-        """Footprint name of this task's having returned (what waits on thread exit read)."""
-        return f"exit:{self.comm}"
-
     def holds(self, lock, mode: str) -> bool:
         return (lock, mode) in self.held
 

@@ -34,7 +34,7 @@ from fuzzrmap.kernel.rmap import (
     AnonVma, anon_vma_lock_write, anon_vma_trylock_write, anon_vma_unlock_write,
     folio_get_anon_vma, folio_move_anon_rmap, put_anon_vma,
 )
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import TRACKED, point, reads, writes
 
 EAGAIN = -11
 EBUSY = -16
@@ -98,7 +98,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
         ptes_mapped = False
 
     while True:  # retry:
-        await point(fn, "M1 retry: pte_offset_map_nolock(dst_pte), (src_pte)")
+        await point(fn, "M1 retry: pte_offset_map_nolock(dst_pte), (src_pte)", TRACKED)
         rcu_read_lock()
         rcu_read_lock()
         ptes_mapped = True
@@ -183,7 +183,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
         folio_unlock(src_folio)
         folio_put(src_folio)
     if ptes_mapped:
-        await point(fn, "M8 pte_unmap(dst_pte); pte_unmap(src_pte)")
+        await point(fn, "M8 pte_unmap(dst_pte); pte_unmap(src_pte)", TRACKED)
         pte_unmap_both()
     return err
 

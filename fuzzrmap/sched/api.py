@@ -18,11 +18,25 @@ There are two kinds of op, and one awaitable for each:
 Every op carries the kernel function it belongs to, a step label from the
 model specification and a *footprint*: the shared resources the step will read
 or write, as ``(resource, is_write)`` pairs.  Footprints describe the step that
-follows the yield point, up to the next one.
+follows the yield point, up to the next one; a wait's footprint also names
+what its ``ready`` predicate reads.
 
-Primitives (locks, atomics, RCU, the slab) also :func:`touch` what they
-access, so a step's recorded footprint is the declared one plus everything
-the primitives did during the step; exhaustive search relies on it.
+Exhaustive search trusts footprints to decide which steps commute, so an
+unknown one must never look independent.  Three ways to give one:
+
+* **declared**: ``point(func, label, reads("x") + writes("y"))``;
+* :data:`TRACKED` (the empty declaration, ``()``): the step touches only
+  objects that record their own accesses (primitives and :class:`Shared`
+  objects), so the recorded accesses are the whole footprint;
+* **nothing**: the footprint is unknown and the step is taken to write the
+  universal resource :data:`ANY`, which conflicts with every step.
+
+Whatever is declared, primitives (locks, atomics, RCU, the slab) and
+:class:`Shared` objects also :func:`touch` what they access, so a step's
+recorded footprint is the declared one plus everything recorded during the
+step.  With footprint checking on (``explore --check-footprints``), an access
+of a :class:`Shared` object that the running step did not declare stops the
+run with a :class:`FootprintError` naming the step and the resource.
 
 Model code must never await anything else (trio primitives included): a driver
 that receives a foreign object raises :class:`ModelError`.
@@ -34,9 +48,19 @@ from typing import Callable, Optional, Tuple
 
 Footprint = Tuple[Tuple[str, bool], ...]
 
+#: The universal resource: a step that writes it conflicts with every step.
+ANY = "*"
+UNKNOWN: Footprint = ((ANY, True),)
+#: The empty declaration: the step's accesses are exactly those recorded by :func:`touch`.
+TRACKED: Footprint = ()
+
 
 class ModelError(RuntimeError):
     """The model broke the scheduler's contract (not a kernel bug)."""
+
+
+class FootprintError(ModelError):
+    """A step accessed a tracked resource its declared footprint does not cover."""
 
 
 class Op:
@@ -63,16 +87,23 @@ class Op:
         return f"Op({self.func}: {self.label})"
 
 
-def point(func: str, label: str, footprint: Footprint = ()) -> Op:
-    """A preemption point before step ``label`` of kernel function ``func``."""
-    return Op(func, label, footprint, None)
+def point(func: str, label: str, footprint: Optional[Footprint] = None) -> Op:
+    """A preemption point before step ``label`` of kernel function ``func``.
+
+    Without a footprint the step may touch anything (:data:`UNKNOWN`).
+    """
+    return Op(func, label, UNKNOWN if footprint is None else footprint, None)
 
 
 def wait_until(
-    func: str, label: str, ready: Callable[[], bool], footprint: Footprint = ()
+    func: str, label: str, ready: Callable[[], bool], footprint: Optional[Footprint] = None
 ) -> Op:
-    """Block until ``ready()`` is true; the scheduler re-evaluates it at each decision."""
-    return Op(func, label, footprint, ready)
+    """Block until ``ready()`` is true; the scheduler re-evaluates it at each decision.
+
+    ``footprint`` covers both what ``ready`` reads and what the step then does;
+    without one, the wait conflicts with every step (:data:`UNKNOWN`).
+    """
+    return Op(func, label, UNKNOWN if footprint is None else footprint, ready)
 
 
 def reads(*resources: str) -> Footprint:
@@ -91,6 +122,8 @@ class _Running:
     sched = None
     #: accesses of the running step, while the scheduler records footprints
     touched = None
+    #: check Shared accesses against the running step's declared footprint
+    check_footprints = False
 
 
 RUNNING = _Running()
@@ -101,6 +134,50 @@ def touch(resource: str, write: bool) -> None:
     touched = RUNNING.touched
     if touched is not None:
         touched.append((resource, write))
+
+
+def covers(footprint: Footprint, resource: str, write: bool) -> bool:
+    """Whether ``footprint`` allows the access (a declared write covers a read)."""
+    return any(r == ANY or (r == resource and (w or not write)) for r, w in footprint)
+
+
+def _touch_checked(resource: str, write: bool) -> None:
+    touched = RUNNING.touched
+    if touched is None:
+        return
+    touched.append((resource, write))
+    if RUNNING.check_footprints:
+        op = RUNNING.task.op if RUNNING.task is not None else None
+        if op is not None and op.footprint is not TRACKED and not covers(op.footprint, resource, write):
+            step = len(RUNNING.sched.steps) - 1
+            raise FootprintError(
+                f"step {step} ({RUNNING.task.role}: {op.func} {op.label}) {'writes' if write else 'reads'} "
+                f"{resource}, which its declared footprint {list(op.footprint)} does not cover")
+
+
+class Shared:
+    """Shared model state that records its own accesses.
+
+    Every read or write of a public attribute of a subclass instance is
+    touched as resource ``"<name>.<attribute>"`` (``name`` is the object's
+    own name, given to ``__init__``), so exhaustive search sees it whatever
+    the step declared.  Attributes starting with ``_`` are private and not
+    recorded.  Reads of methods and class constants are recorded too: keep
+    such objects small.
+    """
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_shared_name", name)
+
+    def __getattribute__(self, attr: str):
+        if attr[0] != "_" and RUNNING.touched is not None:
+            _touch_checked(f"{object.__getattribute__(self, '_shared_name')}.{attr}", False)
+        return object.__getattribute__(self, attr)
+
+    def __setattr__(self, attr: str, value) -> None:
+        if attr[0] != "_" and RUNNING.touched is not None:
+            _touch_checked(f"{object.__getattribute__(self, '_shared_name')}.{attr}", True)
+        object.__setattr__(self, attr, value)
 
 
 def running():

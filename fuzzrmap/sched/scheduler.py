@@ -8,7 +8,10 @@ thread, records the :class:`~fuzzrmap.sched.trace.Step`, and returns the
 thread; the driver then runs it up to its next yield point (:meth:`advance`).
 
 Because all blocking goes through wait predicates, the scheduler knows exactly
-who can run.  No enabled thread while some are alive is a deadlock (I8).  A
+who can run.  No enabled thread while some are alive is a deadlock (I8),
+unless every thread still alive is a *daemon* (a service thread such as the
+RCU grace-period kthread, which sleeps until there is work): then the
+schedule is simply over.  A
 schedule that exceeds ``max_steps`` decisions is reported as a livelock, so a
 runaway retry loop ends in a report instead of a hang.
 
@@ -46,12 +49,14 @@ class Violation(Exception):
 class Task:
     """One model thread: a coroutine parked at ``op`` (``None`` once it returned)."""
 
-    __slots__ = ("tid", "role", "coro", "op", "state", "handle")
+    __slots__ = ("tid", "role", "coro", "op", "state", "handle", "daemon")
 
-    def __init__(self, tid: int, role: str, coro: Coroutine) -> None:
+    def __init__(self, tid: int, role: str, coro: Coroutine, daemon: bool = False) -> None:
         self.tid = tid
         self.role = role
         self.coro = coro
+        #: a daemon blocked at the end does not make the schedule a deadlock
+        self.daemon = daemon
         self.op: Optional[Op] = None
         # Per-thread model state (the kernel's task_struct), owned by the model.
         self.state: Any = None
@@ -90,9 +95,9 @@ class Scheduler:
         self.observer: Optional[Callable[[int, Task], None]] = None
 
     # -- setting up -------------------------------------------------------
-    def spawn(self, role: str, coro: Coroutine) -> Task:
+    def spawn(self, role: str, coro: Coroutine, daemon: bool = False) -> Task:
         assert self.phase is Phase.NEW, "spawn after the schedule started"
-        task = Task(len(self.tasks), role, coro)
+        task = Task(len(self.tasks), role, coro, daemon)
         self.tasks.append(task)
         return task
 
@@ -109,7 +114,7 @@ class Scheduler:
         enabled = tuple(t.tid for t in self.tasks
                         if (op := t.op) is not None and (op.ready is None or op.ready()))
         if not enabled:
-            blocked = [t for t in self.tasks if t.alive]
+            blocked = [t for t in self.tasks if t.alive and not t.daemon]
             if blocked:
                 waits = "; ".join(f"{t.role} waits at {t.op.func} {t.op.label}" for t in blocked)
                 self._fail(Failure("I8", SAFETY, blocked[0].role, len(self.steps),
@@ -138,6 +143,8 @@ class Scheduler:
         recording = self.record_footprints and self.steps
         if recording:
             RUNNING.touched = []
+            if task.op.ready is not None:
+                task.op.ready()  # record what the wait's predicate reads
         try:
             op = task.coro.send(None)
         except StopIteration:

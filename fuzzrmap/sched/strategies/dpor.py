@@ -4,22 +4,44 @@ The search is stateless: every schedule is re-executed from the start, its
 first decisions replaying a prefix of the previous one (the DFS stack), the
 rest chosen fresh.  Two modes:
 
-* **Reduced** (the default): dynamic partial-order reduction with sleep sets
-  (Flanagan and Godefroid, POPL'05; Abdulla et al., POPL'14).  Each executed
-  step carries its footprint - the declared accesses of its yield point plus
-  everything the primitives touched (:func:`fuzzrmap.sched.api.touch`).  After
-  an execution, every *race* - two conflicting steps of different threads not
-  ordered by program order, by another conflict, or by one step enabling the
-  other - adds the later thread to the backtrack set of the state before the
-  earlier step (or, when that thread was not enabled there, every enabled
-  thread).  Sleep sets keep transitions already explored from a state asleep
-  along independent branches, so equivalent orders are not run twice.  The
-  search is complete: every Mazurkiewicz trace, hence every reachable final
-  state and violation, is covered (tests compare it with the naive search).
+* **Reduced** (the default): source-set DPOR with sleep sets (Abdulla,
+  Aronis, Jonsson and Sagonas, "Source sets", JACM 2017, algorithm
+  Source-DPOR).  Each executed step carries its footprint - the declared
+  accesses of its yield point plus everything recorded during the step
+  (:func:`fuzzrmap.sched.api.touch`), and for a wait what its predicate read.
+  Two steps of different threads *conflict* when they share a resource and
+  one writes it (a step of unknown footprint writes :data:`~fuzzrmap.sched.api.ANY`
+  and conflicts with every step).  After an execution, for every *race* - a
+  conflicting pair ``e`` before ``e'`` not ordered by program order and
+  conflicts through other steps - the state before ``e`` must also try some
+  thread that can start the reversed order: the *initials* of ``v``, the
+  steps after ``e`` that do not depend on it followed by ``e'``.  If none is
+  tried or asleep there yet, one is added.  Sleep sets keep a thread
+  already explored from a state asleep along independent branches, so an
+  equivalent order is cut short ("cut short as redundant") instead of run.
 * **Naive**, optionally bounded by a number of *preemptions* (switches away
   from a thread that could have continued): every schedule is run.  This is
   the reference for the soundness tests and the search that proves a trace
   minimal (no failure with fewer preemptions).
+
+Blocking.  The paper's model has no disabled steps; ours has waits, enabled
+only while a predicate holds, and the reversed order of a race may not exist
+when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
+
+* a wait's footprint includes what its predicate reads (recorded each time
+  the wait is released), so the step that enables a waiter conflicts with it;
+  nothing else orders them (no "enabled-by" edge that would hide a race);
+* a race with a wait ``e'`` does not hide the earlier races of ``e'`` (every
+  conflicting earlier step not ordered before the waiter's previous step is
+  a race), because a reversal past the step that enabled it may be
+  impossible while one further back is not - a mutex's previous acquire
+  rather than its release;
+* when no initial of the reversal can run in the state before ``e`` (the
+  waiter is disabled there), every enabled thread is added (Flanagan and
+  Godefroid's fallback); and the threads still parked when an execution ends
+  (a deadlock, a failure, a daemon asleep) count as pending steps, with their
+  declared footprint plus what their predicate reads, so races with steps
+  that never ran are not lost.
 
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
@@ -32,7 +54,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import attrs
 
-from fuzzrmap.sched.api import Footprint, ModelError
+from fuzzrmap.sched.api import ANY, RUNNING, Footprint, ModelError
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import Execution
 
@@ -42,10 +64,13 @@ class Prune(Exception):
 
 
 def conflicting(a: Footprint, b: Footprint) -> bool:
-    """Two footprints conflict when they share a resource and one of them writes it."""
+    """Two footprints conflict when they share a resource and one of them writes it.
+
+    A write of :data:`ANY` conflicts with every non-empty footprint.
+    """
     for res, w in a:
         for res2, w2 in b:
-            if res == res2 and (w or w2):
+            if (res == res2 and (w or w2)) or (res == ANY and w) or (res2 == ANY and w2):
                 return True
     return False
 
@@ -59,12 +84,24 @@ class Node:
     preemptions: int
     sleep: Dict[int, Footprint]
     chosen: int = -1
+    #: what kind of step the chosen thread took (:attr:`Event.waits`)
+    chosen_waits: int = 0
     backtrack: Set[int] = attrs.Factory(set)
     #: threads explored from this state, with the footprint of their step
     done: Dict[int, Footprint] = attrs.Factory(dict)
 
     def preempts(self, tid: int) -> bool:
         return self.current is not None and tid != self.current and self.current in self.enabled
+
+
+@attrs.define(eq=False)
+class Event:
+    """A step for the race analysis: executed, or pending when the execution ended."""
+
+    task: int
+    footprint: Footprint
+    #: 0: a preemption point; 1: a wait with a declared footprint; 2: a wait with none (TRACKED)
+    waits: int
 
 
 class Explore(Strategy):
@@ -80,6 +117,8 @@ class Explore(Strategy):
         self.sched = None
         self._fresh_from = 0
         self.hit_bound = False
+        #: (tid, op) of the threads parked after the last step of this execution
+        self._parked: List[Tuple[int, object]] = []
 
     # -- moving the DFS ------------------------------------------------------
     def advance(self) -> bool:
@@ -101,6 +140,9 @@ class Explore(Strategy):
         return False
 
     # -- the Strategy interface ---------------------------------------------------
+    def begin(self, index: int) -> None:
+        self._parked = []
+
     def next_task(self, enabled: Tuple[int, ...], current: Optional[int], step: int) -> int:
         if step < len(self.stack):
             node = self.stack[step]
@@ -108,6 +150,7 @@ class Explore(Strategy):
                 raise ModelError(f"nondeterministic model: at step {step} enabled {enabled}, before {node.enabled}")
             if step > 0:
                 self._record_parent(step)
+            node.chosen_waits = self._waits(node.chosen)
             return node.chosen
         parent = self.stack[-1] if self.stack else None
         sleep: Dict[int, Footprint] = {}
@@ -126,9 +169,13 @@ class Explore(Strategy):
         if not self._allowed(node, tid):
             raise Prune("over the preemption bound")
         node.chosen = tid
+        node.chosen_waits = self._waits(tid)
         node.backtrack = {tid} if self.reduction else {t for t in enabled}
         self.stack.append(node)
         return tid
+
+    def _waits(self, tid: int) -> int:
+        return _wait_kind(self.sched.tasks[tid].op)
 
     def _record_parent(self, step: int) -> Footprint:
         fp = self.sched.steps[step - 1].footprint
@@ -136,63 +183,141 @@ class Explore(Strategy):
         parent.done[parent.chosen] = fp
         return fp
 
+    def after_step(self, step_index: int, task) -> None:
+        """Scheduler observer: remember the parked threads (the pending steps if the execution ends here)."""
+        self._parked = [(t.tid, t.op) for t in self.sched.tasks if t.op is not None]
+
     def describe(self) -> dict:
         return {"name": self.name, "reduction": self.reduction, "preemption_bound": self.bound}
 
     # -- after an execution ------------------------------------------------------
-    def analyse(self, execution: Execution) -> None:
-        """Record the last step and, with reduction, add backtrack points for every race."""
+    def analyse(self, execution: Execution, complete: bool = True) -> None:
+        """Record the last step and, with reduction, add backtrack points for every race.
+
+        ``complete`` is False for an execution cut short as redundant: its
+        races are analysed, its parked threads are not pending steps.
+        """
         steps = execution.steps
-        if steps:
+        if steps and len(steps) <= len(self.stack):
             self.stack[len(steps) - 1].done[steps[-1].task] = steps[-1].footprint
         if self.reduction:
-            self._races(execution)
+            events = [Event(s.task, s.footprint, self.stack[i].chosen_waits) for i, s in enumerate(steps)]
+            if complete:
+                events += self._pending()
+            self._races(events, len(steps), len(execution.roles))
 
-    def _races(self, execution: Execution) -> None:
-        steps = execution.steps
-        n_threads = len(execution.roles)
+    def _pending(self) -> List[Event]:
+        """The steps the parked threads would take next (their predicate reads recorded now)."""
+        pending = []
+        for tid, op in self._parked:
+            footprint = op.footprint
+            if op.ready is not None:
+                RUNNING.touched = []
+                try:
+                    op.ready()
+                finally:
+                    touched, RUNNING.touched = RUNNING.touched, None
+                footprint = tuple(dict.fromkeys(footprint + tuple(touched)))
+            pending.append(Event(tid, footprint, _wait_kind(op)))
+        return pending
+
+    def _races(self, events: List[Event], n: int, n_threads: int) -> None:
+        """Vector clocks over ``events`` (program order and conflicts), then each race's backtrack point.
+
+        ``events[:n]`` ran in this order; the rest are pending steps after the end.
+        """
         clocks: List[List[int]] = []
         last_of: Dict[int, int] = {}
-        touched: Dict[str, List[Tuple[int, bool]]] = {}
-        for i, step in enumerate(steps):
-            t = step.task
-            vc = list(clocks[last_of[t]]) if t in last_of else [-1] * n_threads
-            enabler = self._enabler(i, t)
-            if enabler is not None:
-                vc = _join(vc, clocks[enabler])
-            earlier = set()
-            for res, w in step.footprint:
-                for j, wj in touched.get(res, ()):
-                    if (w or wj) and steps[j].task != t:
-                        earlier.add(j)
-            for j in sorted(earlier, reverse=True):
-                if vc[steps[j].task] >= j:
-                    continue  # already ordered before i
-                if i >= self._fresh_from:
-                    self._backtrack(j, t)
-                vc = _join(vc, clocks[j])
+        accesses: Dict[str, List[Tuple[int, bool]]] = {}
+        anything: List[int] = []  # events that may touch anything
+        for i, ev in enumerate(events):
+            t = ev.task
+            base = clocks[last_of[t]] if t in last_of else [-1] * n_threads
+            earlier = self._conflicts(ev, events, accesses, anything)
+            vc = list(base)
+            for j in earlier:
+                if vc[events[j].task] < j:
+                    vc = _join(vc, clocks[j])
             vc[t] = i
             clocks.append(vc)
-            last_of[t] = i
-            for res, w in step.footprint:
-                touched.setdefault(res, []).append((i, w))
+            if i < n:  # pending steps come last and order nothing
+                last_of[t] = i
+                for res, w in ev.footprint:
+                    if res == ANY:
+                        anything.append(i)
+                    else:
+                        accesses.setdefault(res, []).append((i, w))
+            if i < self._fresh_from:
+                continue
+            visible = list(base)
+            for j in earlier:
+                if visible[events[j].task] >= j:
+                    continue  # ordered before i through steps that can be reversed
+                self._backtrack(j, i, events, clocks, n)
+                if self._reversible(j, i, events, earlier, clocks, base):
+                    visible = _join(visible, clocks[j])
 
-    def _enabler(self, i: int, t: int) -> Optional[int]:
-        """The step that made thread ``t`` enabled for its step ``i``, if it was disabled before."""
-        for j in range(i - 1, -1, -1):
-            if t not in self.stack[j].enabled:
-                return j
-            if self.stack[j].chosen == t:
-                return None
-        return None
+    def _reversible(self, j: int, i: int, events: List[Event], earlier: List[int],
+                    clocks: List[List[int]], base: List[int]) -> bool:
+        """Whether step ``i`` can surely run before ``j``: then ``j`` hides the races further back.
 
-    def _backtrack(self, j: int, t: int) -> None:
+        A preemption point always can.  A wait can when its thread was
+        already parked at it and enabled in the state before ``j``, its
+        footprint is declared (so it covers what the predicate reads), and no
+        step that stays before it in the reversed order (after ``j``, not
+        depending on it) conflicts with it: the predicate then reads what it
+        read before ``j``, where it held.
+        """
+        ev = events[i]
+        if not ev.waits:
+            return True
+        q, p = ev.task, events[j].task
+        if ev.waits == 2 or base[q] > j or q not in self.stack[j].enabled:
+            return False
+        return not any(k > j and clocks[k][p] < j for k in earlier)
+
+    @staticmethod
+    def _conflicts(ev: Event, events: List[Event], accesses, anything) -> List[int]:
+        """Earlier executed events of other threads that conflict with ``ev``, latest first."""
+        t = ev.task
+        found = set(j for j in anything if events[j].task != t)
+        universal = any(res == ANY and w for res, w in ev.footprint)
+        if universal:
+            found.update(j for lst in accesses.values() for j, _ in lst if events[j].task != t)
+        else:
+            for res, w in ev.footprint:
+                for j, wj in accesses.get(res, ()):
+                    if (w or wj) and events[j].task != t:
+                        found.add(j)
+        return sorted(found, reverse=True)
+
+    def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> None:
+        """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order."""
         node = self.stack[j]
-        if t in node.enabled:
-            if t not in node.sleep:
-                node.backtrack.add(t)
+        p = events[j].task
+        # v = the executed steps after j that do not depend on j, then step i
+        v = [k for k in range(j + 1, min(i, n)) if clocks[k][p] < j] + [i]
+        first: Dict[int, int] = {}
+        for k in v:
+            first.setdefault(events[k].task, k)
+        initials = set()
+        for r, k in first.items():
+            ck = clocks[k]
+            if not any(s != r and f <= ck[s] for s, f in first.items()):
+                initials.add(r)
+        if initials & (node.backtrack | node.done.keys() | node.sleep.keys()):
+            return
+        runnable = sorted(r for r in initials if r in node.enabled)
+        if runnable:
+            node.backtrack.add(events[i].task if events[i].task in runnable else runnable[0])
         else:
             node.backtrack.update(q for q in node.enabled if q not in node.sleep)
+
+
+def _wait_kind(op) -> int:
+    if op.ready is None:
+        return 0
+    return 1 if op.footprint else 2
 
 
 def _join(a: List[int], b: List[int]) -> List[int]:

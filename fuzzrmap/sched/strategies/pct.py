@@ -9,10 +9,16 @@ below every initial priority.  A bug that needs ``d`` ordering constraints
 interleaving is for a uniform random walk, which is why PCT finds the
 flagship races in tens of schedules rather than thousands.
 
-``k`` starts at a guess and grows to the longest schedule seen so far (as in
-Shuttle's ``PctScheduler``); the value used by each schedule is part of its
-description, so a seed file says exactly what ran.  Schedule ``i`` of seed
-``s`` draws from its own generator, seeded with ``(s, i)``.
+``k`` is estimated from the schedules seen, as the paper and Shuttle's
+``PctScheduler`` do: it is the length of the longest schedule run so far
+(1 before the first one ends), so it only grows.  A fixed guess larger than
+the program (the 50 steps this used to assume) puts most change points after
+its end and finds a depth-``d`` bug far less often than the bound promises.
+Change points are step numbers counted from 1, as in the paper: change point
+``c`` lowers the thread about to take step ``c``.  The value of ``k`` used by
+each schedule is part of its description, so a seed file says exactly what
+ran.  Schedule ``i`` of seed ``s`` draws from its own generator, seeded with
+``(s, i)``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from fuzzrmap.sched.trace import Step
 class PCT(Strategy):
     name = "pct"
 
-    def __init__(self, seed: int, depth: int = 3, steps: int = 50) -> None:
+    def __init__(self, seed: int, depth: int = 3, steps: int = 1) -> None:
         if depth < 1:
             raise ValueError("PCT depth must be at least 1")
         self.seed = seed
@@ -55,7 +61,7 @@ class PCT(Strategy):
         self.max_tasks = max(self.max_tasks, len(self._priority))
         best = max(enabled, key=self._priority.__getitem__)
         for i, at in enumerate(self._changes):
-            if at == step:
+            if at == step + 1:
                 self._priority[best] = self.depth - 1 - i + self._rng.random() * 0.5
                 best = max(enabled, key=self._priority.__getitem__)
         return best

@@ -1,0 +1,78 @@
+"""Exhaustive-search benchmark: how many runs a verdict costs, and how that grows.
+
+Runs ``explore`` (partial-order reduction) on the ``fixed`` variants of the
+two clean flagship scenarios, and on three scaling families of the test
+suite (``tests/tiny.py``) at N = 2..6 threads:
+
+* ``disjoint``: N threads each writing their own variable (1 execution is the floor);
+* ``one-lock``: N threads each doing lock; write; unlock on one spinlock (N! is the floor);
+* ``two-locks``: N threads on two spinlocks taken in opposite orders (deadlocks).
+
+Families are searched to the end, past their violations.  For each it reports executions, executions cut short as redundant (sleep-set
+blocked) and seconds of CPU time.  A family run stops at ``--budget``
+executions (reported as ``"complete": false``); families are skipped above
+``--max-n``.  What is skipped is listed under ``"skipped"``.  Absolute times
+depend on the machine; the counts do not.
+
+    python bench/bench_explore.py [--max-n 6] [--budget 20000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fuzzrmap import engine
+from fuzzrmap import scenario as registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import tiny  # noqa: E402  (the scaling families live with the soundness tests)
+
+FLAGSHIP = [("uffd-move-vs-referenced", "fixed"), ("uffd-move-vs-page-idle", "fixed")]
+
+
+def measure(scenario, variant, budget=None, whole=False) -> dict:
+    """One explore; ``whole`` searches past violations (the families' deadlocks) to the end."""
+    start = time.process_time()
+    result = engine.explore(scenario, variant, max_executions=budget, stop_on_failure=not whole)
+    verdict = ("violation " + result.failure.failure.invariant if result.failure is not None
+               else "verified" if result.complete else "budget")
+    return {"executions": result.executions, "cut_short": result.pruned, "complete": result.complete,
+            "verdict": verdict, "cpu_s": round(time.process_time() - start, 3)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--max-n", type=int, default=6)
+    p.add_argument("--budget", type=int, default=20000, help="executions per family run")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    out = {"flagship": {}, "families": {}, "skipped": []}
+    for name, variant in FLAGSHIP:
+        sc = registry.get(name)
+        out["flagship"][f"{name}/{variant}"] = row = measure(sc, sc.variant(variant))
+        if not args.json:
+            print(f"{name}/{variant}: {row}", flush=True)
+    for family, build in sorted(tiny.FAMILIES.items()):
+        out["families"][family] = {}
+        for n in range(2, 7):
+            if n > args.max_n:
+                out["skipped"].append(f"{family} N={n} (over --max-n)")
+                continue
+            scenario = build(n)
+            row = measure(scenario, scenario.variants[0], args.budget, whole=True)
+            out["families"][family][n] = row
+            if not row["complete"]:
+                out["skipped"].append(f"{family} N={n} stopped at {args.budget} executions")
+            if not args.json:
+                print(f"{family} N={n}: {row}", flush=True)
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

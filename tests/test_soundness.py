@@ -1,0 +1,157 @@
+"""The reduced search against the naive one: same final states, same violations.
+
+Covers the tiny scenarios, programs written without footprints (a step that
+declares nothing conflicts with everything), mutexes written as one blocking
+step, the scaling families at small N, and random small programs over shared
+cells, spinlocks and waits.
+"""
+
+import random
+
+import pytest
+
+from fuzzrmap import engine
+from fuzzrmap.kernel.locking import spinlock
+from fuzzrmap.sched.api import TRACKED, FootprintError, point, reads, wait_until, writes
+
+import tiny
+
+
+def outcomes(scenario, reduction, check_footprints=True):
+    seen = set()
+
+    def record(execution, sched):
+        _, world = sched.world
+        seen.add((world.final_state(), execution.failure.invariant if execution.failure else None))
+
+    result = engine.explore(scenario, scenario.variants[0], reduction=reduction, stop_on_failure=False,
+                            on_execution=record, check_footprints=check_footprints)
+    assert result.complete
+    return result, seen
+
+
+def same_as_naive(scenario):
+    naive, naive_seen = outcomes(scenario, reduction=False)
+    reduced, reduced_seen = outcomes(scenario, reduction=True)
+    assert reduced_seen == naive_seen
+    return naive, reduced, naive_seen
+
+
+NATURAL = [tiny.unlocked_counter(), tiny.one_step_mutex("abba"), tiny.one_step_mutex("split"),
+           tiny.one_step_mutex("ok")]
+
+
+@pytest.mark.parametrize("scenario", NATURAL, ids=lambda s: s.name)
+def test_programs_without_footprints_are_searched_soundly(scenario):
+    same_as_naive(scenario)
+
+
+@pytest.mark.parametrize("scenario,invariant", [(tiny.unlocked_counter(), "TINY"),
+                                                (tiny.one_step_mutex("abba"), "I8"),
+                                                (tiny.one_step_mutex("split"), "TINY")],
+                         ids=lambda x: getattr(x, "name", x))
+def test_an_undeclared_race_is_never_verified(scenario, invariant):
+    result = engine.explore(scenario, scenario.variants[0])
+    assert result.failure is not None and result.failure.failure.invariant == invariant
+
+
+def test_a_correct_one_step_mutex_is_verified():
+    scenario = tiny.one_step_mutex("ok")
+    result = engine.explore(scenario, scenario.variants[0])
+    assert result.complete and result.failure is None
+
+
+@pytest.mark.parametrize("family", sorted(tiny.FAMILIES))
+@pytest.mark.parametrize("n", [2, 3])
+def test_scaling_families_match_naive(family, n):
+    naive, reduced, seen = same_as_naive(tiny.FAMILIES[family](n))
+    assert reduced.executions <= naive.executions
+
+
+def test_the_disjoint_family_needs_one_execution():
+    result = engine.explore(tiny.disjoint(5), tiny.ONE[0])
+    assert (result.executions, result.pruned) == (1, 0)
+
+
+def test_the_lock_family_runs_each_order_of_the_lock_once():
+    _, seen = outcomes(tiny.one_lock(4), reduction=True)
+    result = engine.explore(tiny.one_lock(4), tiny.ONE[0])
+    assert len(seen) == 24 and result.executions == 24
+
+
+# -- random small programs ----------------------------------------------------------------
+
+def random_program(seed):
+    """2-3 threads of 1-3 operations over two cells, a spinlock and waits on a flag."""
+    rng = random.Random(seed)
+    n_threads = rng.choice([2, 2, 3])
+    plans = []
+    for _ in range(n_threads):
+        ops = []
+        for _ in range(rng.randint(1, 3 if n_threads == 2 else 2)):
+            ops.append(rng.choice(["read", "write", "locked-incr", "set-flag", "wait-flag", "declared-read"]))
+        plans.append(ops)
+
+    def threads(k):
+        cells = [tiny.Cell("x0"), tiny.Cell("x1")]
+        flag = tiny.Cell("flag")
+        lock = spinlock("L")
+        log = []
+
+        def body(t, ops):
+            async def run():
+                for op in ops:
+                    c = cells[rng_for(t, op)]
+                    if op == "read":
+                        await point(f"t{t}", "read", TRACKED)
+                        log.append((t, c.value))
+                    elif op == "declared-read":
+                        await point(f"t{t}", "read", reads(f"{c._shared_name}.value"))
+                        log.append((t, c.value))
+                    elif op == "write":
+                        await point(f"t{t}", "write", TRACKED)
+                        c.value = t + 1
+                    elif op == "locked-incr":
+                        await lock.lock(f"t{t}", "lock")
+                        await point(f"t{t}", "incr", TRACKED)
+                        c.value += 1
+                        await point(f"t{t}", "unlock", TRACKED)
+                        lock.unlock()
+                    elif op == "set-flag":
+                        await point(f"t{t}", "set flag", TRACKED)
+                        flag.value = 1
+                    else:
+                        await wait_until(f"t{t}", "wait flag", lambda: flag.value == 1, TRACKED)
+                        log.append((t, -1))
+            return run
+
+        return ([(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)],
+                lambda: (tuple(c.value for c in cells), flag.value, tuple(sorted(log))))
+
+    def rng_for(t, op):
+        return (t + len(op)) % 2
+
+    return tiny._program(f"random-{seed}", threads)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_programs_match_naive(seed):
+    same_as_naive(random_program(seed))
+
+
+# -- footprint checking ---------------------------------------------------------------------
+
+def test_check_footprints_names_the_step_and_the_resource():
+    def threads(k):
+        cell = tiny.Cell("x")
+
+        async def liar():
+            await point("liar", "says it only reads x", reads("x.value"))
+            cell.value = 1
+
+        return [("liar", liar)], lambda: cell.value
+
+    scenario = tiny._program("tiny-liar", threads)
+    with pytest.raises(FootprintError, match=r"step 0 \(liar: liar says it only reads x\) writes x.value"):
+        engine.explore(scenario, scenario.variants[0], check_footprints=True)
+    assert engine.explore(scenario, scenario.variants[0]).complete
