@@ -27,7 +27,7 @@ structural invariants I12-I14 are checked (:mod:`fuzzrmap.check.structure`).
 from __future__ import annotations
 
 import types
-from typing import Awaitable, List
+from typing import Awaitable, List, Set
 
 import attrs
 
@@ -42,7 +42,7 @@ from fuzzrmap.kernel.memory import MM, PAGE_SIZE, VMA, Folio, linear_page_index,
 from fuzzrmap.kernel.mmap import do_munmap, dup_mmap
 from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs, page_idle_get_folio, page_idle_put_folio
 from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK, AnonVma, anon_vma_chain_link, folio_referenced
-from fuzzrmap.kernel.task import Kernel
+from fuzzrmap.kernel.task import Kernel, current
 from fuzzrmap.kernel.userfaultfd import move_pages
 from fuzzrmap.scenario import UNKNOWN, Variant
 from fuzzrmap.sched.api import RUNNING, point, reads, touch, wait_until, writes
@@ -50,8 +50,11 @@ from fuzzrmap.sched.api import RUNNING, point, reads, touch, wait_until, writes
 S_ADDR = 0x10000
 D_ADDR = 0x40000
 N_ADDR = 0xA0000
-#: footprint name of the count of operations in flight (what the I12-I14 check reads)
-OPS_IN_FLIGHT = "ops-in-flight"
+
+
+def _in_op(comm: str) -> str:
+    """Footprint name of a thread's being inside an operation (what the I12-I14 check reads)."""
+    return f"in-op:{comm}"
 
 
 def new_root_anon_vma(k: Kernel, vma: VMA) -> AnonVma:
@@ -75,8 +78,8 @@ class UffdWorld:
     parent: VMA
     #: every folio of the world, F first; faults append the ones they create
     folios: List[Folio] = attrs.Factory(list)
-    #: operations started and not yet returned (checker bookkeeping)
-    in_flight: int = 0
+    #: threads inside an operation (checker bookkeeping)
+    in_flight: Set[str] = attrs.Factory(set)
 
     def vma(self, name: str) -> VMA:
         return {"S": self.src, "D": self.dst}[name]
@@ -111,14 +114,17 @@ def _operation(w: UffdWorld, call: Awaitable):
     """
     it = call.__await__()
     sent = yield it.send(None)
-    touch(OPS_IN_FLIGHT, True)
-    w.in_flight += 1
+    me = current().comm
+    touch(_in_op(me), True)
+    w.in_flight.add(me)
     while True:
         try:
             op = it.send(sent)
         except StopIteration as done:
-            touch(OPS_IN_FLIGHT, True)
-            w.in_flight -= 1
+            touch(_in_op(me), True)
+            w.in_flight.discard(me)
+            for t in current().kernel.rcu.tasks:
+                touch(_in_op(t.comm), False)
             if not w.in_flight:
                 broken = structure.between_operations(w.kernel, w.folios)
                 if broken is not None:
