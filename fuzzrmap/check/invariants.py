@@ -1,5 +1,8 @@
 """Invariants I1-I11 of the model specification (section 3), as predicates.
 
+The structural invariants I12-I14, checked between operations, are in
+:mod:`fuzzrmap.check.structure`.
+
 Each function is called by the model at the step where its invariant must
 hold, and raises the :func:`~fuzzrmap.check.violation` with the spec's id.
 Messages name objects as the kernel would print them (``anon_vma#2``, the

@@ -20,7 +20,10 @@ sequences of operations (``cow-reuse``: fork, MADV_DONTNEED in the parent,
 a write fault in the child), so that what needs a sequence is reachable.
 
 After every operation an actor runs, if no other operation is in flight, the
-structural invariants I12-I14 are checked (:mod:`fuzzrmap.check.structure`).
+structural invariants I12-I14 are checked (:mod:`fuzzrmap.check.structure`)
+when the variant has the config hunk :data:`BETWEEN_OPS`: every variant of
+the catalogue (so every composition) has it; the named flagship scenarios'
+variants leave it out, to keep their exhaustive searches at the size they had.
 ``fuzzrmap actors`` lists the catalogue.
 """
 
@@ -33,6 +36,7 @@ import attrs
 
 from fuzzrmap.actors import Actor, Catalogue, Param
 from fuzzrmap.check import structure, violation
+from fuzzrmap.hunks import CONFIG, hunk
 from fuzzrmap.kernel.damon import MKOLD, YOUNG, damon_pa_access
 from fuzzrmap.kernel.fault import do_mmap_anon, dup_mmap_ptes, handle_first_fault, handle_write_fault
 from fuzzrmap.kernel.generations import G0, G1, G2
@@ -50,6 +54,13 @@ from fuzzrmap.sched.api import RUNNING, point, reads, touch, wait_until, writes
 S_ADDR = 0x10000
 D_ADDR = 0x40000
 N_ADDR = 0xA0000
+
+
+#: The I12-I14 check between operations, a debug option like CONFIG_DEBUG_VM:
+#: it reads the whole rmap structure, so every step it runs in conflicts with
+#: every write, and an exhaustive search has more orders to tell apart.
+BETWEEN_OPS = hunk("debug.between_ops", "check I12-I14 after every operation that leaves no other in flight",
+                   kind=CONFIG)
 
 
 def _in_op(comm: str) -> str:
@@ -114,6 +125,13 @@ def _operation(w: UffdWorld, call: Awaitable):
     """
     it = call.__await__()
     sent = yield it.send(None)
+    if not BETWEEN_OPS.on:
+        while True:
+            try:
+                op = it.send(sent)
+            except StopIteration as done:
+                return done.value
+            sent = yield op
     me = current().comm
     touch(_in_op(me), True)
     w.in_flight.add(me)
@@ -300,12 +318,16 @@ def _folios(w: UffdWorld) -> List[Folio]:
     return w.folios
 
 
+_CHECKED = [BETWEEN_OPS]
 VARIANTS = (
-    Variant("fixed", UNKNOWN, "G1 as merged: both folio->mapping rechecks", G1),
-    Variant("unpatched", UNKNOWN, "G0 reader (before the seed patch) against the UFFDIO_MOVE mover", G0),
-    Variant("no-fast-recheck", UNKNOWN, "only the slow-path recheck (hunk 2)", G1, remove=[FAST_RECHECK]),
-    Variant("no-slow-recheck", UNKNOWN, "only the fast-path recheck (hunk 1)", G1, remove=[SLOW_RECHECK]),
-    Variant("g2", UNKNOWN, "G2: every rmap walker holds the folio lock, no rechecks", G2),
+    Variant("fixed", UNKNOWN, "G1 as merged: both folio->mapping rechecks", G1, add=_CHECKED),
+    Variant("unpatched", UNKNOWN, "G0 reader (before the seed patch) against the UFFDIO_MOVE mover", G0,
+            add=_CHECKED),
+    Variant("no-fast-recheck", UNKNOWN, "only the slow-path recheck (hunk 2)", G1, add=_CHECKED,
+            remove=[FAST_RECHECK]),
+    Variant("no-slow-recheck", UNKNOWN, "only the fast-path recheck (hunk 1)", G1, add=_CHECKED,
+            remove=[SLOW_RECHECK]),
+    Variant("g2", UNKNOWN, "G2: every rmap walker holds the folio lock, no rechecks", G2, add=_CHECKED),
 )
 
 CATALOGUE = Catalogue("kernel", "kernel operations that race with an unlocked rmap walk of an anon folio",

@@ -27,7 +27,9 @@ import attrs
 
 from fuzzrmap.check import invariants as check
 from fuzzrmap.kernel.memory import MM, VMA, Folio, folio_get, folio_put
-from fuzzrmap.kernel.rmap import AnonVma, RmapWalkControl, anon_vma_lock_read, anon_vma_unlock_read, get_anon_vma
+from fuzzrmap.kernel.rmap import (
+    AnonVma, RmapWalkControl, anon_vma_lock_read, anon_vma_unlock_read, folio_test_ksm, get_anon_vma,
+)
 from fuzzrmap.sched.api import point, reads, writes
 
 EBUSY = -16
@@ -103,8 +105,10 @@ async def ksm_merge(mm: MM, vma: VMA, addr: int, folio: Folio) -> int:
     # scan_get_next_rmap_item(): under mmap_read_lock, follow_page() pins the page
     await mm.mmap_lock.down_read(fn, "scan_get_next_rmap_item: mmap_read_lock(mm)")
     await vma.ptl.lock(fn, f"follow_page: spin_lock({vma.ptl.name})")
-    await point(fn, f"follow_page({vma.name}:{addr:#x}): folio_get", reads(vma.pt_resource) + writes(folio._refcount.name))
-    mapped = vma in mm.vmas and vma.ptes.get(addr) is folio
+    await point(fn, f"follow_page({vma.name}:{addr:#x}): folio_get unless already KSM",
+                reads(vma.pt_resource, "folio.mapping") + writes(folio._refcount.name))
+    # a page already in the stable tree is not merged again
+    mapped = vma in mm.vmas and vma.ptes.get(addr) is folio and not folio_test_ksm(folio)
     if mapped:
         folio_get(folio)
     vma.ptl.unlock()

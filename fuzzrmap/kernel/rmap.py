@@ -11,8 +11,14 @@ control flow: ``goto retry`` is a loop that keeps the locals the kernel keeps.
 Each access to shared state is preceded by a yield point whose label is the
 step id of the spec (``L4``, ``S6``, ``D2``...) and the kernel expression.
 
+Generation G2 (the 2025 rework) is the hunk :data:`LOCKED_WALK`: walkers
+hold the folio lock, ``folio_lock_anon_vma_read()`` checks it (I10b) and has
+no retry, ``folio_referenced()`` trylocks anon folios too.  A KSM folio's
+``mapping`` is a stable node (:mod:`fuzzrmap.kernel.ksm`): readers see a
+non-anon mapping and ``rmap_walk()`` dispatches to ``rmap_walk_ksm()``.
+
 Simplifications: the anon_vma interval tree is a list of chains filtered by
-the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; KSM, large folios
+the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; large folios
 and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
 the fields the modelled walkers use; only unlocked walks (``rmap_walk()``) are
 modelled, not ``rmap_walk_locked()``.
@@ -381,14 +387,17 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree_read)
     check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
     avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
+    stopped = False  # rmap_one() ended the walk: it has seen what it needs
     for avc in avcs:
         vma = avc.vma
         address = vma_address(vma, pgoff_start)
         visited.append(vma)
         if not await rwc.rmap_one(folio, vma, address, rwc.arg):
+            stopped = True
             break
     await anon_vma_unlock_read(anon_vma, fn, "W4 anon_vma_unlock_read")
-    check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
+    if not stopped:
+        check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
