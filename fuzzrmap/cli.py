@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="scenarios, their variants and expected verdicts")
     ls.add_argument("--json", action="store_true")
 
+    ac = sub.add_parser("actors", help="the actor catalogues: kernel operations to compose into scenarios")
+    ac.add_argument("--json", action="store_true")
+
     fz = sub.add_parser("fuzz", help="run schedules until a failure is found")
     fz.add_argument("scenario")
     fz.add_argument("--variant", default="fixed")
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
+        return {"list": cmd_list, "actors": cmd_actors, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
     except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, FootprintError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
@@ -170,6 +173,31 @@ def cmd_list(args) -> int:
     print("hunks:")
     for h in declared.values():
         print(f"    {h.name:22} {h.kind:6} {h.summary} ({h.module})")
+    return EXIT_CLEAN
+
+
+def cmd_actors(args) -> int:
+    catalogues = registry.catalogues()
+    if args.json:
+        print(json.dumps({"catalogues": [
+            {"catalogue": c.name, "summary": c.summary,
+             "variants": [{"name": v.name, "scope": v.scope(), "summary": v.summary} for v in c.variants],
+             "actors": [{"kind": a.kind, "role": a.role, "summary": a.summary, "source": a.source,
+                         "reads_rmap": a.reads_rmap,
+                         "params": [{"name": p.name, "choices": list(p.choices), "summary": p.summary}
+                                    for p in a.params]}
+                        for a in c.actors]}
+            for c in catalogues]}, indent=1))
+        return EXIT_CLEAN
+    for c in catalogues:
+        print(f"catalogue {c.name}: {c.summary}")
+        for a in c.actors:
+            params = "".join(f"({p.name}={'|'.join(p.choices)})" for p in a.params)
+            print(f"    {a.kind + params:28} {a.role:9}{' reads rmap' if a.reads_rmap else ''}")
+            print(f"        {a.summary}")
+            print(f"        kernel: {a.source}")
+        print(f"  variants: {', '.join(f'{v.name} ({v.scope()})' for v in c.variants)}")
+    print("\ncompose them into a scenario by name, e.g. fuzzrmap explore 'page-idle+uffd-move(src=S)+munmap(vma=S)'")
     return EXIT_CLEAN
 
 

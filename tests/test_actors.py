@@ -52,8 +52,11 @@ def test_enumeration_keeps_only_compositions_with_a_reader():
     comps = list(CATALOGUE.compositions(2))
     assert all(any(c.actor.reads_rmap for c in comp.casts) for comp in comps)
     assert len({comp.name for comp in comps}) == len(comps)
-    # 2 readers alone, 2 reader pairs + 1 pair of the same reader, 2 readers x 5 other casts
-    assert len(comps) == 2 + 3 + 2 * 5
+    readers = [c for c in CASTS if c.actor.reads_rmap]
+    others = len(CASTS) - len(readers)
+    assert len(readers) == 5 and others == 11
+    # readers alone, reader pairs (with repetition), a reader with another cast
+    assert len(comps) == 5 + (5 * 4 // 2 + 5) + 5 * 11
 
 
 @pytest.mark.parametrize("cast", CASTS, ids=lambda c: c.name)
@@ -71,3 +74,27 @@ def test_every_pair_of_actors_runs_clean_on_sampled_schedules():
             for i in range(10):
                 execution = engine.run_one(scenario, variant, RandomWalk(3), i)
                 assert execution.failure is None, (scenario.name, execution.failure.headline())
+
+
+@pytest.mark.parametrize("cast", CASTS, ids=lambda c: c.name)
+def test_each_actor_runs_alone_in_every_variant(cast):
+    scenario = Composition(CATALOGUE, (cast,)).scenario()
+    for variant in scenario.variants:
+        for i in range(3):
+            execution = engine.run_one(scenario, variant, RandomWalk(5), i)
+            assert execution.failure is None, (variant.name, execution.failure.headline())
+
+
+def test_fuzzrmap_actors_lists_the_catalogue(capsys):
+    import json
+    from fuzzrmap.cli import main
+
+    assert main(["actors", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["catalogues"][0]
+    assert [a["kind"] for a in listed["actors"]] == [a.kind for a in CATALOGUE.actors]
+    damon = next(a for a in listed["actors"] if a["kind"] == "damon")
+    assert damon["params"] == [{"name": "op", "choices": ["mkold", "young"],
+                                "summary": "clear the accessed bits, or test them"}]
+    assert "mm/damon/ops-common.c" in damon["source"]
+    assert main(["actors"]) == 0
+    assert "ksm" in capsys.readouterr().out

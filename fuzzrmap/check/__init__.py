@@ -1,4 +1,4 @@
-"""The checker: invariants I1-I11 of the model specification.
+"""The checker: invariants I1-I11 of the model specification, I12-I14 between operations.
 
 Checks run *inside* the model, at the step where a property must hold (the
 return of ``folio_lock_anon_vma_read``, an unlock, a free, a walk step), plus

@@ -1,5 +1,8 @@
 """Invariants I1-I11 of the model specification (section 3), as predicates.
 
+The structural invariants I12-I14, checked between operations, are in
+:mod:`fuzzrmap.check.structure`.
+
 Each function is called by the model at the step where its invariant must
 hold, and raises the :func:`~fuzzrmap.check.violation` with the spec's id.
 Messages name objects as the kernel would print them (``anon_vma#2``, the
@@ -72,13 +75,19 @@ def anon_vma_freed(av: "AnonVma", tasks: Iterable[TaskStruct]) -> None:
 
 # -- I1, I2: the lock folio_lock_anon_vma_read() returns -----------------------
 
+def _anon(folio: Folio) -> Optional["AnonVma"]:
+    """``folio->mapping`` when it is an anon_vma (not None, not a KSM stable node)."""
+    from fuzzrmap.kernel.rmap import folio_anon_vma
+    return folio_anon_vma(folio)
+
+
 def _reads_folio_and_tree(folio: Folio, av: "AnonVma") -> None:
     """The shared state the I1/I2 checks read, for the step's footprint."""
     touch("folio.mapping", False)
     touch("folio.mapcount", False)
     touch(f"{av.name}.root", False)
     touch(f"{av.name}.rb_root", False)
-    avf = folio.mapping
+    avf = _anon(folio)
     if avf is not None:
         touch(f"{avf.name}.root", False)
 
@@ -99,7 +108,7 @@ def lock_anon_vma_read_returned(folio: Folio, av: Optional["AnonVma"], held_at_e
         raise violation("I1b", SAFETY, f"returned {av!r}, which is {av.slab_state.value}, with {sem.name} read-held")
     if av.root.rwsem is not sem:
         raise violation("I1a", SAFETY, f"returned {av!r} holding {sem.name}, but its root is now {av.root!r}")
-    avf = folio.mapping
+    avf = _anon(folio)
     if avf is not None and avf.root.rwsem is not sem:
         raise violation("I1c", ACCURACY, f"reader holds {sem.name} but folio->mapping is {avf!r} with root {avf.root!r}")
     for vma in mappers(folio, current().kernel.vmas()):
@@ -114,7 +123,7 @@ def walk_hold_stable(folio: Folio, av: "AnonVma", sem: "RWSem", what: str) -> No
     _reads_folio_and_tree(folio, av)
     if av.root.rwsem is not sem:
         raise violation("I2", SAFETY, f"{what}: {av!r}'s root changed to {av.root!r} while {sem.name} is held for it")
-    avf = folio.mapping
+    avf = _anon(folio)
     if folio_mapped(folio) and avf is not None and avf.root.rwsem is not sem:
         raise violation("I2", SAFETY, f"{what}: {folio.name} moved to {avf!r} (root {avf.root!r}) while the walker holds {sem.name}")
 
@@ -139,6 +148,15 @@ def walk_complete(folio: Folio, mapped_at_start: List[VMA], visited: List[VMA], 
     event("I10c", msg)
 
 
+def walker_holds_folio_lock(folio: Folio, func: str) -> None:
+    """I10b (G2): every rmap walker of an anon folio holds its folio lock
+    (``VM_WARN_ON_FOLIO(!folio_test_locked(folio))`` in the walk's entry)."""
+    t = current()
+    touch(folio.lock.name, False)
+    if folio.lock.owner is not t:
+        raise violation("I10b", SAFETY, f"{func}() on {folio.name} by {t.comm}, which does not hold its folio lock")
+
+
 # -- I3, I4: who may move a folio ----------------------------------------------
 
 def folio_field_write_allowed(folio: Folio, what: str) -> None:
@@ -153,7 +171,10 @@ def move_anon_rmap_allowed(folio: Folio, new: "AnonVma") -> None:
     """I3 and I4 at ``folio_move_anon_rmap()``."""
     t = current()
     folio_field_write_allowed(folio, f"folio->mapping = {new!r}")
+    touch("folio.mapping", False)
     old = folio.mapping
+    if old is not None and old is not _anon(folio):
+        raise violation("I4", SAFETY, f"folio_move_anon_rmap on {folio.name}, a KSM folio ({old!r})")
     touch("folio.mapcount", False)
     for av in (old, new):
         if av is not None:
@@ -164,7 +185,11 @@ def move_anon_rmap_allowed(folio: Folio, new: "AnonVma") -> None:
             raise violation("I3", SAFETY, f"{t.comm} moves {folio.name} from root {old.root!r} to root {new.root!r} without holding {old.root.rwsem.name} for write")
     if new.slab_state is not SlotState.LIVE:
         raise violation("I3", SAFETY, f"{folio.name} moved into {new!r}, which is {new.slab_state.value}")
-    if folio._mapcount > 1 or not folio.anon_exclusive:
+    # do_wp_page()'s re-use (WP5) moves a folio that is not PageAnonExclusive:
+    # its one reference is the faulting mapping's, and it stays in its root.
+    wp_reuse = folio._refcount.counter == 1 and old is not None and old.root is new.root
+    touch(folio._refcount.name, False)
+    if folio._mapcount > 1 or not (folio.anon_exclusive or wp_reuse):
         raise violation("I4", SAFETY, f"folio_move_anon_rmap on {folio.name} with mapcount {folio._mapcount}, exclusive={folio.anon_exclusive}")
 
 
@@ -186,7 +211,7 @@ def final_state(k: "Kernel", folios: Iterable[Folio]) -> Optional[Tuple[str, str
     """
     vmas = k.vmas()
     for folio in folios:
-        av = folio.mapping
+        av = _anon(folio)
         if folio_mapped(folio) and av is not None and av.slab_state is not SlotState.LIVE:
             return ("I5c", SAFETY, f"{folio.name} is mapped but its anon_vma {av!r} is {av.slab_state.value}")
     for vma in vmas:

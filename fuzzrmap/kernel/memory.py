@@ -144,9 +144,13 @@ def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:
     return [v for v in vmas if folio in v.ptes.values()]
 
 
-async def zap_pte_range(vma: VMA) -> None:
-    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped."""
+async def zap_pte_range(vma: VMA) -> List[Folio]:
+    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped.
+
+    Returns the folios unmapped, whose references the caller's mmu_gather drops.
+    """
     fn = "zap_pte_range"
+    zapped: List[Folio] = []
     for addr in sorted(vma.ptes):
         await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
         await point(fn, f"Z1 ptep_get_and_clear({vma.name}:{addr:#x}); folio_remove_rmap_pte()",
@@ -154,4 +158,6 @@ async def zap_pte_range(vma: VMA) -> None:
         folio = ptep_get_and_clear(vma, addr)
         if folio is not None:
             folio._mapcount -= 1
+            zapped.append(folio)
         vma.ptl.unlock()
+    return zapped

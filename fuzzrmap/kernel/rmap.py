@@ -11,8 +11,14 @@ control flow: ``goto retry`` is a loop that keeps the locals the kernel keeps.
 Each access to shared state is preceded by a yield point whose label is the
 step id of the spec (``L4``, ``S6``, ``D2``...) and the kernel expression.
 
+Generation G2 (the 2025 rework) is the hunk :data:`LOCKED_WALK`: walkers
+hold the folio lock, ``folio_lock_anon_vma_read()`` checks it (I10b) and has
+no retry, ``folio_referenced()`` trylocks anon folios too.  A KSM folio's
+``mapping`` is a stable node (:mod:`fuzzrmap.kernel.ksm`): readers see a
+non-anon mapping and ``rmap_walk()`` dispatches to ``rmap_walk_ksm()``.
+
 Simplifications: the anon_vma interval tree is a list of chains filtered by
-the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; KSM, large folios
+the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; large folios
 and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
 the fields the modelled walkers use; only unlocked walks (``rmap_walk()``) are
 modelled, not ``rmap_walk_locked()``.
@@ -41,6 +47,16 @@ FAST_RECHECK = hunk("rmap.fast_recheck",
                     "L5: after down_read_trylock() of the root, re-check folio->mapping, else goto retry")
 SLOW_RECHECK = hunk("rmap.slow_recheck",
                     "S6: after anon_vma_lock_read(), re-check folio->mapping, else unlock, put and goto retry")
+
+#: The 2025 rework, "mm: always call rmap_walk() on locked folios" (generation
+#: G2): every rmap walker of an anon folio holds the folio lock.
+#: ``folio_lock_anon_vma_read()`` warns when called on an unlocked folio
+#: (``VM_WARN_ON_FOLIO(!folio_test_locked(folio))``, the checker's I10b) and
+#: has no ``retry:`` label; ``folio_referenced()`` trylocks every folio it was
+#: not given locked (before: only file and KSM folios).
+LOCKED_WALK = hunk("rmap.locked_walk",
+                   "G2: folio_lock_anon_vma_read() requires the folio lock, no retry; "
+                   "folio_referenced() trylocks anon folios too")
 
 
 class AnonVma(SlabObject):
@@ -178,6 +194,22 @@ async def anon_vma_unlock_read(anon_vma: AnonVma, func: str, label: str) -> None
     _root(anon_vma).rwsem.up_read()
 
 
+# -- what folio->mapping holds -------------------------------------------------
+
+def folio_anon_vma(folio: Folio) -> Optional[AnonVma]:
+    """``folio->mapping`` if it is tagged ``PAGE_MAPPING_ANON`` alone, else None.
+
+    The model's folios are anon: ``mapping`` is an :class:`AnonVma`, a KSM
+    stable node (tag ``PAGE_MAPPING_KSM``, :mod:`fuzzrmap.kernel.ksm`) or None.
+    """
+    mapping = folio.mapping
+    return mapping if isinstance(mapping, AnonVma) else None
+
+
+def folio_test_ksm(folio: Folio) -> bool:
+    return folio.mapping is not None and not isinstance(folio.mapping, AnonVma)
+
+
 # -- getting the anon_vma of a folio ------------------------------------------
 
 async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
@@ -186,7 +218,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
     anon_vma = None
     await point(fn, "G1 rcu_read_lock(); READ_ONCE(folio->mapping)", reads("folio.mapping"))
     rcu_read_lock()
-    anon_mapping = folio.mapping
+    anon_mapping = folio_anon_vma(folio)
     if anon_mapping is None:
         return await _out(fn, anon_vma)
     check.anon_vma_loaded(anon_mapping)
@@ -227,12 +259,16 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
     fn = "folio_lock_anon_vma_read"
     held_at_entry = len([1 for _, m in current().held if m in ("read", "write")])
     anon_vma: Optional[AnonVma] = None
+    locked_walk = LOCKED_WALK.on
+    if locked_walk:
+        # G2: VM_WARN_ON_FOLIO(!folio_test_locked(folio), folio)
+        check.walker_holds_folio_lock(folio, fn)
 
-    while True:  # retry:
-        await point(fn, "L0 retry: rcu_read_lock()", TRACKED)
+    while True:  # retry: (G0/G1 only; G2 has no retry label)
+        await point(fn, "L0 rcu_read_lock()" if locked_walk else "L0 retry: rcu_read_lock()", TRACKED)
         rcu_read_lock()
         await point(fn, "L1 anon_mapping = READ_ONCE(folio->mapping)", reads("folio.mapping"))
-        anon_mapping = folio.mapping
+        anon_mapping = folio_anon_vma(folio)
         if anon_mapping is None:
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
         check.anon_vma_loaded(anon_mapping)
@@ -351,18 +387,27 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree_read)
     check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
     avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
+    stopped = False  # rmap_one() ended the walk: it has seen what it needs
     for avc in avcs:
         vma = avc.vma
         address = vma_address(vma, pgoff_start)
         visited.append(vma)
         if not await rwc.rmap_one(folio, vma, address, rwc.arg):
+            stopped = True
             break
     await anon_vma_unlock_read(anon_vma, fn, "W4 anon_vma_unlock_read")
-    check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
+    if not stopped:
+        check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
-    await rmap_walk_anon(folio, rwc)
+    """``rmap_walk()``: KSM or anon, decided by its own read of ``folio->mapping``."""
+    await point("rmap_walk", "folio_test_ksm(folio)", reads("folio.mapping"))
+    if folio_test_ksm(folio):
+        from fuzzrmap.kernel.ksm import rmap_walk_ksm
+        await rmap_walk_ksm(folio, rwc)
+    else:
+        await rmap_walk_anon(folio, rwc)
 
 
 async def page_vma_mapped_walk(folio: Folio, vma: VMA, address: int, func: str) -> bool:
@@ -410,7 +455,12 @@ async def folio_referenced_one(folio: Folio, vma: VMA, address: int, pra: FolioR
 
 
 async def folio_referenced(folio: Folio, is_locked: bool) -> int:
-    """Test and clear the referenced bits of ``folio``'s mappings; -1 on rmap contention."""
+    """Test and clear the referenced bits of ``folio``'s mappings; -1 on rmap contention.
+
+    Unless the caller holds the folio lock (``is_locked``), a KSM folio is
+    trylocked (busy: return 1, "referenced"); an anon folio is walked without
+    the lock in G0/G1 and trylocked too in G2 (:data:`LOCKED_WALK`).
+    """
     fn = "folio_referenced"
     await point(fn, "pra.mapcount = folio_mapcount(folio)", reads("folio.mapcount"))
     pra = FolioReferencedArg(mapcount=folio_mapcount(folio))
@@ -418,11 +468,19 @@ async def folio_referenced(folio: Folio, is_locked: bool) -> int:
                           anon_lock=folio_lock_anon_vma_read, try_lock=True)
     if not pra.mapcount:
         return 0
-    await point(fn, "folio_raw_mapping(folio)", reads("folio.mapping"))
+    await point(fn, "folio_raw_mapping(folio); folio_test_ksm(folio)", reads("folio.mapping"))
     if folio.mapping is None:
         return 0
-    # An anon, non-KSM folio is walked without the folio lock (G0/G1).
+    we_locked = False
+    if not is_locked and (LOCKED_WALK.on or folio_test_ksm(folio)):
+        await point(fn, "we_locked = folio_trylock(folio)", folio.lock._fp)
+        we_locked = folio.lock.trylock()
+        if not we_locked:
+            return 1
     await rmap_walk(folio, rwc)
+    if we_locked:
+        await point(fn, "folio_unlock(folio)", folio.lock._fp)
+        folio.lock.unlock()
     return -1 if rwc.contended else pra.referenced
 
 

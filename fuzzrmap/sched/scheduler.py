@@ -32,7 +32,7 @@ import enum
 import attrs
 from typing import Any, Callable, Coroutine, FrozenSet, List, Optional
 
-from fuzzrmap.sched.api import RUNNING, ModelError, Op
+from fuzzrmap.sched.api import RUNNING, ModelError, Op, touch
 from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
 
 DEFAULT_MAX_STEPS = 5000
@@ -66,6 +66,11 @@ class Task:
     @property
     def alive(self) -> bool:
         return self.op is not None
+
+    @property
+    def exit_resource(self) -> str:
+        """Footprint name of this thread's having returned: its last step writes it, a join reads it."""
+        return f"exit:{self.role}"
 
 
 class Phase(enum.Enum):
@@ -149,6 +154,7 @@ class Scheduler:
             op = task.coro.send(None)
         except StopIteration:
             op = None
+            touch(task.exit_resource, True)
         except Violation as v:
             op = None
             self._fail(v.failure)
