@@ -14,6 +14,8 @@ The compact form (the default) folds the quiet middle of each run of one
 thread into a single "... n steps" line, keeping the first and last step of
 the run and every marked step: a shrunk flagship race fits on a screen.
 Colour (on a terminal) only emphasises the marks; the text is the same.
+The columns share the given line width (the terminal's, or 100 when piped),
+down to :data:`NARROWEST` characters each, and labels wrap within them.
 
 The output depends only on the execution, so two replays of a seed file print
 the same bytes.
@@ -21,15 +23,16 @@ the same bytes.
 
 from __future__ import annotations
 
+import re
 import textwrap
-from typing import Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Iterator, List, Optional, Set, Tuple
 
 from fuzzrmap.sched.trace import Execution
 
-COLUMN = 34
+#: the default line width, and the narrowest and widest a column gets
+LINE = 100
+NARROWEST = 16
 WIDEST = 52
-#: the width the columns share when few threads ran (a shrunk race has two or three)
-LINE = 150
 RED, YELLOW, BOLD, RESET = "\033[31m", "\033[33m", "\033[1m", "\033[0m"
 
 
@@ -45,14 +48,17 @@ def preemption_steps(execution: Execution) -> List[int]:
 
 
 def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
-                 compact: bool = False, color: bool = False) -> str:
+                 compact: bool = False, color: bool = False, width: int = LINE) -> str:
+    """The steps in one column per thread that ran, in lines of at most ``width`` characters
+    (unless a column at its narrowest does not fit)."""
     steps = execution.steps
     active = sorted({s.task for s in steps})
     col_of = {tid: i for i, tid in enumerate(active)}
     preempting = set(preemption_steps(execution))
     failing = execution.failure.step if execution.failure is not None else None
     marked = preempting | set(race or ()) | ({failing} if failing is not None else set())
-    width = max(COLUMN, min(WIDEST, LINE // len(active) - 3)) if active else COLUMN
+    line_width = width
+    width = max(NARROWEST, min(WIDEST, (line_width - 8 - 3 * (len(active) - 1)) // max(len(active), 1)))
 
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if color and text.strip() else text
@@ -108,8 +114,23 @@ def _shown(first: int, last: int, marked: Set[int]) -> List[int]:
     return sorted(keep)
 
 
-def _wrap(label: str, width: int) -> Sequence[str]:
-    return textwrap.wrap(label, width, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+def _wrap(label: str, width: int) -> List[str]:
+    """``label`` in lines of at most ``width``, indented; long words break after ``(``, ``,`` or ``->``."""
+    lines: List[str] = []
+    line = "  "
+    for word in label.split():
+        for n, piece in enumerate(re.split(r"(?<=[(,])|(?<=->)", word)):
+            glue = " " if n == 0 and line.strip() else ""
+            if len(line) + len(glue) + len(piece) > width and line.strip():
+                lines.append(line)
+                line, glue = "    ", ""
+            while len(line) + len(piece) > width:
+                room = max(width - len(line), 1)
+                lines.append(line + piece[:room])
+                line, piece = "    ", piece[room:]
+            line += glue + piece
+    lines.append(line)
+    return lines
 
 
 def _fit(text: str, width: int) -> str:
@@ -120,7 +141,8 @@ def legend() -> str:
     return "* preemption (the thread before could have continued)   >> racing pair   !! invariant broken"
 
 
-def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None) -> str:
+def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None, width: Optional[int] = None) -> str:
+    """The failure, the racing pair and the accuracy events, wrapped to ``width`` if given."""
     lines = []
     if execution.failure is not None:
         lines.append(f"FAILED {execution.failure.headline()}")
@@ -133,4 +155,7 @@ def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None) -> str
     if execution.events:
         lines.append(f"{len(execution.events)} accuracy event(s), not failures:")
         lines += [f"  {e.headline()}" for e in execution.events]
-    return "\n".join(lines)
+    if width is None:
+        return "\n".join(lines)
+    return "\n".join(wrapped for line in lines
+                     for wrapped in textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False))

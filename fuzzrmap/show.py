@@ -34,8 +34,6 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import os
-from pathlib import Path
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
@@ -133,7 +131,7 @@ def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
 def text(timeline: Timeline) -> str:
     execution = timeline.execution
     return (f"{report.interleaving(execution, timeline.race, compact=True)}\n{report.legend()}\n\n"
-            f"{report.verdict(execution, timeline.race)}\n")
+            f"{report.verdict(execution, timeline.race, width=report.LINE)}\n")
 
 
 # -- Chrome Trace Event Format ------------------------------------------------------
@@ -418,20 +416,3 @@ FORMATS = tuple(RENDERERS)
 def render(timeline: Timeline, fmt: str) -> str:
     return RENDERERS[fmt](timeline)
 
-
-def write(document: str, path: Path) -> None:
-    """Write ``document`` to ``path`` atomically: a new file beside it, then a rename.
-
-    The temporary file is created with ``open(..., "x")``, not ``mkstemp``, so
-    the result gets the permissions of any file the user writes (umask).
-    """
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    out = open(tmp, "x", encoding="utf-8")
-    try:
-        with out:
-            out.write(document)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
