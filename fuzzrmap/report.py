@@ -27,6 +27,8 @@ import re
 import textwrap
 from typing import Iterator, List, Optional, Set, Tuple
 
+import attrs
+
 from fuzzrmap.sched.trace import Execution
 
 #: the default line width, and the narrowest and widest a column gets
@@ -54,9 +56,6 @@ def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
     steps = execution.steps
     active = sorted({s.task for s in steps})
     col_of = {tid: i for i, tid in enumerate(active)}
-    preempting = set(preemption_steps(execution))
-    failing = execution.failure.step if execution.failure is not None else None
-    marked = preempting | set(race or ()) | ({failing} if failing is not None else set())
     line_width = width
     width = max(NARROWEST, min(WIDEST, (line_width - 8 - 3 * (len(active) - 1)) // max(len(active), 1)))
 
@@ -73,31 +72,65 @@ def interleaving(execution: Execution, race: Optional[Tuple[int, int]] = None,
 
     lines = [(f"{'step':>5} | " + " | ".join(execution.roles[t].ljust(width) for t in active)).rstrip(),
              "------+-" + "-+-".join("-" * width for _ in active)]
+    for item in outline(execution, race, compact):
+        col = col_of[item.thread]
+        if item.kind == "fold":
+            lines.append(row("", col, _fit(f"  ... {item.text}", width)))
+        elif item.kind == "func":
+            lines.append(row("", col, _fit(item.text, width)))
+        else:
+            mark = ">> " if item.racing else "!! " if item.failing else ""
+            code = BOLD + RED if mark else ""
+            i = item.first
+            number = f"{i}{'*' if item.preempting else ' '}"
+            for n, part in enumerate(wrap(mark + item.text, width)):
+                text = row(number if n == 0 else "", col, part, code)
+                if n == 0 and item.preempting and color:
+                    text = text.replace(f"{number} |", f"{i}{YELLOW}*{RESET} |", 1)
+                lines.append(text)
+    return "\n".join(lines)
+
+
+@attrs.frozen
+class Item:
+    """One line of the outline: a step, a folded run of steps, or the kernel function a thread enters.
+
+    ``first``-``last`` are the steps it stands for (one for a step; none, ``first > last``, for a function).
+    """
+
+    kind: str
+    thread: int
+    text: str
+    first: int
+    last: int
+    racing: bool = False
+    failing: bool = False
+    preempting: bool = False
+
+
+def outline(execution: Execution, race: Optional[Tuple[int, int]] = None, compact: bool = True) -> Iterator[Item]:
+    """The interleaving as the column view draws it (see the module notes); ``compact`` folds quiet runs."""
+    steps = execution.steps
+    preempting = set(preemption_steps(execution))
+    failing = execution.failure.step if execution.failure is not None else None
+    marked = preempting | set(race or ()) | ({failing} if failing is not None else set())
     last_func = {}
     for first, last in _runs(steps):
         shown = _shown(first, last, marked) if compact else range(first, last + 1)
         previous = first - 1
         for i in shown:
             step = steps[i]
-            col = col_of[step.task]
             if i > previous + 1:
                 hidden = range(previous + 1, i)
                 funcs = ", ".join(dict.fromkeys(steps[k].func for k in hidden))
-                lines.append(row("", col, _fit(f"  ... {plural(len(hidden), 'step')}: {funcs}", width)))
+                yield Item("fold", step.task, f"{plural(len(hidden), 'step')}: {funcs}", hidden[0], hidden[-1])
                 last_func[step.task] = steps[i - 1].func
             previous = i
             if last_func.get(step.task) != step.func:
                 last_func[step.task] = step.func
-                lines.append(row("", col, _fit(step.func + "()", width)))
-            mark = ">> " if race and i in race else "!! " if i == failing else ""
-            code = BOLD + RED if mark else ""
-            number = f"{i}{'*' if i in preempting else ' '}"
-            for n, part in enumerate(_wrap(mark + step.label, width)):
-                text = row(number if n == 0 else "", col, part, code)
-                if n == 0 and i in preempting and color:
-                    text = text.replace(f"{number} |", f"{i}{YELLOW}*{RESET} |", 1)
-                lines.append(text)
-    return "\n".join(lines)
+                yield Item("func", step.task, step.func + "()", i, i - 1)
+            yield Item("step", step.task, step.label, i, i, racing=bool(race) and i in race,
+                       failing=i == failing, preempting=i in preempting)
 
 
 def _runs(steps) -> Iterator[Tuple[int, int]]:
@@ -114,20 +147,20 @@ def _shown(first: int, last: int, marked: Set[int]) -> List[int]:
     return sorted(keep)
 
 
-def _wrap(label: str, width: int) -> List[str]:
+def wrap(label: str, width: int, first: str = "  ", rest: str = "    ") -> List[str]:
     """``label`` in lines of at most ``width``, indented; long words break after ``(``, ``,`` or ``->``."""
     lines: List[str] = []
-    line = "  "
+    line = first
     for word in label.split():
         for n, piece in enumerate(re.split(r"(?<=[(,])|(?<=->)", word)):
             glue = " " if n == 0 and line.strip() else ""
             if len(line) + len(glue) + len(piece) > width and line.strip():
                 lines.append(line)
-                line, glue = "    ", ""
+                line, glue = rest, ""
             while len(line) + len(piece) > width:
                 room = max(width - len(line), 1)
                 lines.append(line + piece[:room])
-                line, piece = "    ", piece[room:]
+                line, piece = rest, piece[room:]
             line += glue + piece
     lines.append(line)
     return lines
