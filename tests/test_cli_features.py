@@ -121,3 +121,14 @@ def test_replay_dir_summarises_every_seed_file(seed_path, tmp_path, capsys):
     assert [(os.path.basename(f["path"]), f["outcome"]) for f in report["seed_files"]] == \
         [("a.json", "reproduced"), ("b.json", "bad")]
     assert "stale seed file" in report["seed_files"][1]["detail"]
+
+
+def test_the_text_report_fits_100_columns_when_piped(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "fuzzrmap", "fuzz", "uffd-move-vs-referenced", "--variant", "unpatched",
+                        "--runs", "20000", "--seed", "1", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    lines = p.stdout.splitlines()
+    header = next(line for line in lines if line.startswith(" step |"))
+    report = lines[lines.index(header):]  # the lines above name files, whose paths are the user's
+    assert max(map(len, report)) <= cli.PIPE_WIDTH and report[-1].startswith(("racing pair", "    "))
+    assert [cell.strip() for cell in header.split("|")[1:]] == ["reader", "mover", "munmap"]
