@@ -208,22 +208,27 @@ def test_4_ctrl_c_in_the_minimality_proof_is_reported_as_interrupted(seed_path, 
     assert written["interrupted"] is True and written["proved"] is False
 
 
-def _started(proc):
-    """Give the CLI time to start running schedules (it prints nothing before it is done)."""
-    time.sleep(1.5)
+def _started(proc, out_dir):
+    """Wait until the CLI has its signal handlers and runs schedules: it creates --out just before."""
+    for _ in range(600):
+        if out_dir.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
     assert proc.poll() is None, proc.communicate()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_11_sigterm_is_treated_like_ctrl_c(signum, tmp_path):
-    proc = subprocess.Popen(command("fuzz", SCENARIO, "--runs", "1000000", "--out", tmp_path),
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command("fuzz", SCENARIO, "--runs", "1000000", "--out", out),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _started(proc)
+    _started(proc, out)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == cli.EXIT_INTERRUPTED, (out, err)
     assert "interrupted: no failure found so far" in out and "Traceback" not in err
-    assert [p.name for p in tmp_path.iterdir()] == []
+    assert [p.name for p in out.iterdir()] == []
 
 
 # -- 3: --depth --------------------------------------------------------------------------
