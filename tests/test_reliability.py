@@ -220,15 +220,15 @@ def _started(proc, out_dir):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_11_sigterm_is_treated_like_ctrl_c(signum, tmp_path):
-    out = tmp_path / "out"
-    proc = subprocess.Popen(command("fuzz", SCENARIO, "--runs", "1000000", "--out", out),
+    seeds = tmp_path / "out"
+    proc = subprocess.Popen(command("fuzz", SCENARIO, "--runs", "1000000", "--out", seeds),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _started(proc, out)
+    _started(proc, seeds)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == cli.EXIT_INTERRUPTED, (out, err)
     assert "interrupted: no failure found so far" in out and "Traceback" not in err
-    assert [p.name for p in out.iterdir()] == []
+    assert [p.name for p in seeds.iterdir()] == []
 
 
 # -- 3: --depth --------------------------------------------------------------------------
