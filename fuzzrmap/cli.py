@@ -1,29 +1,44 @@
-"""The ``fuzzrmap`` command line: list, fuzz, replay, show.
+"""The ``fuzzrmap`` command line: list, fuzz, explore, shrink, replay, show.
 
 Exit codes: 0 - nothing found (fuzz), a complete search found nothing
 (explore) or nothing to reproduce (replay); 1 - a failure was found or
-reproduced; 3 - explore stopped by its budget before it was complete; 2 - bad input (unknown scenario or
-variant, bad flag, unreadable, malformed or stale seed file, a seed file that
-diverges from the model), always as one line on stderr, never a traceback;
-130 - interrupted (what was found before is already on disk).  ``show`` is a
-viewer: it exits 0 whether or not the seed file's schedule fails.
+reproduced; 3 - explore stopped by its budget before it was complete; 2 - bad
+input (unknown scenario or variant, bad flag, unusable ``--out``,
+unreadable, malformed or stale seed file, a seed file that diverges from the
+model), always as one line on stderr, never a traceback; 130 - interrupted by
+Ctrl-C or SIGTERM (what was found before is on disk, and the summary says
+what was done).  ``show`` is a viewer: it exits 0 whether or not the seed
+file's schedule fails.
+
+Output never changes the verdict: a closed, broken or full stdout loses the
+text, not the exit code.  Files the tool names itself never overwrite a
+different result (see :func:`fuzzrmap.files.write_text`); a file named with
+``-o`` is written as asked.  Progress goes to stderr, on a terminal only.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
+import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report, show, shrink
+from fuzzrmap import __version__, engine, files, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
+from fuzzrmap.files import shown
 from fuzzrmap.kernel.generations import GENERATIONS
+from fuzzrmap.progress import Meter
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.api import FootprintError
+from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS
 from fuzzrmap.sched.strategies import STRATEGIES
 from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.sticky import Sticky
@@ -66,86 +81,186 @@ def _probability(text: str) -> float:
 _positive = _whole(1, None, "must be at least 1")
 _natural = _whole(0, None, "must not be negative")
 _seed = _whole(0, 2**32, "must be between 0 and 2**32-1")
+#: a PCT change point beyond the longest possible schedule changes nothing
+_depth = _whole(1, DEFAULT_MAX_STEPS + 1, f"must be between 1 and {DEFAULT_MAX_STEPS}")
+#: when stdout is not a terminal, the text report is at most this wide
+PIPE_WIDTH = 100
+
+
+def _invariant(text: str) -> str:
+    if not re.fullmatch(r"I\d{1,2}[a-z]?", text):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not an invariant id (I1a, I7, ...)")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fuzzrmap", description="Deterministic interleaving fuzzer for kernel rmap locking.")
+    p.add_argument("--version", action="version", version=f"fuzzrmap {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
+    json_help = "print one machine-readable object instead of the report (and no progress)"
+    full_help = "print every step, not the compact interleaving"
+    variant_help = "the scenario variant (default: fixed, the patched kernel; see 'fuzzrmap list')"
+    out_help = "directory for seed files, checked before running (default: fuzzrmap-seeds)"
 
     ls = sub.add_parser("list", help="scenarios, their variants and expected verdicts")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help=json_help)
 
     ac = sub.add_parser("actors", help="the actor catalogues: kernel operations to compose into scenarios")
-    ac.add_argument("--json", action="store_true")
+    ac.add_argument("--json", action="store_true", help=json_help)
 
     fz = sub.add_parser("fuzz", help="run schedules until a failure is found")
     fz.add_argument("scenario")
-    fz.add_argument("--variant", default="fixed")
-    fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default 10000)")
-    fz.add_argument("--seed", type=_seed, default=0)
+    fz.add_argument("--variant", default="fixed", help=variant_help)
+    fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default: 10000)")
+    fz.add_argument("--seed", type=_seed, default=0, help="the campaign's random seed (default: 0)")
     fz.add_argument("--strategy", choices=sorted(STRATEGIES), default="pct",
                     help="pct (default: finds shallow races in few schedules), sticky (random, long runs) "
                          "or random (uniform walk)")
-    fz.add_argument("--depth", type=_positive, help="PCT bug depth d (default 3)")
-    fz.add_argument("--stay", type=_probability, help="sticky: chance to keep running the current thread (default 0.9)")
+    fz.add_argument("--depth", type=_depth,
+                    help=f"PCT bug depth d, 1 to {DEFAULT_MAX_STEPS} (default: 3)")
+    fz.add_argument("--stay", type=_probability, help="sticky: chance to keep running the current thread (default: 0.9)")
     fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
-                    help="direct (fast loop) or trio (trio tasks); same schedules either way")
-    fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
-    fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found")
+                    help="direct (default: a fast loop) or trio (trio tasks); same schedules either way")
+    fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
+    fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found (default: shrink it)")
     fz.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
-                    help="executions for proving the shrunk schedule minimal")
-    fz.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
-    fz.add_argument("--json", action="store_true")
+                    help=f"executions for shrinking and proving the schedule minimal (default: {shrink.PROOF_BUDGET})")
+    fz.add_argument("--full", action="store_true", help=full_help)
+    fz.add_argument("--json", action="store_true", help=json_help)
 
     sk = sub.add_parser("shrink", help="shrink a seed file to the fewest preemptions, then the fewest steps")
     sk.add_argument("seedfile", type=Path)
-    sk.add_argument("-o", "--output", type=Path, help="where to write it (default: SEEDFILE-min.json)")
-    sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N")
-    sk.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
-    sk.add_argument("--json", action="store_true")
+    sk.add_argument("-o", "--output", type=Path,
+                    help="where to write it, replacing any file there (default: SEEDFILE-min.json, "
+                         "or SEEDFILE-min-2.json... when that holds another result)")
+    sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
+                    help=f"executions for the search of fewer preemptions and for the proof "
+                         f"(default: {shrink.PROOF_BUDGET} each)")
+    sk.add_argument("--full", action="store_true", help=full_help)
+    sk.add_argument("--json", action="store_true", help=json_help)
 
     ex = sub.add_parser("explore", help="search all interleavings (partial-order reduction) for a violation")
     ex.add_argument("scenario")
-    ex.add_argument("--variant", default="fixed")
+    ex.add_argument("--variant", default="fixed", help=variant_help)
     ex.add_argument("--preemption-bound", type=_natural, metavar="K",
-                    help="only schedules with at most K preemptions (naive search, no reduction)")
-    ex.add_argument("--no-reduction", action="store_true", help="naive depth-first search over every schedule")
-    ex.add_argument("--max-executions", type=_positive, metavar="N", help="stop after N executions (exit 3)")
+                    help="only schedules with at most K preemptions (naive search, no reduction; default: no bound)")
+    ex.add_argument("--no-reduction", action="store_true",
+                    help="naive depth-first search over every schedule (default: partial-order reduction)")
+    ex.add_argument("--max-executions", type=_positive, metavar="N",
+                    help="stop after N executions (exit 3; default: no limit)")
+    ex.add_argument("--target", type=_invariant, metavar="INV",
+                    help="only violations of invariant INV count; search past the others (default: any)")
+    ex.add_argument("--all", action="store_true",
+                    help="continue past the first violation and list each distinct one once: distinct by "
+                         "invariant and by the steps of its racing pair (thread and step label of both); "
+                         "a seed file for each (default: stop at the first)")
     ex.add_argument("--check-footprints", action="store_true",
-                    help="stop (exit 2) when a step touches a tracked resource its declared footprint omits")
-    ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
-    ex.add_argument("--json", action="store_true")
+                    help="stop (exit 2) when a step touches a tracked resource its declared footprint omits "
+                         "(default: off)")
+    ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
+    ex.add_argument("--json", action="store_true", help=json_help)
 
-    rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
-    rp.add_argument("seedfile", type=Path)
-    rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
-    rp.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
-    rp.add_argument("--json", action="store_true")
+    rp = sub.add_parser("replay", help="re-execute a seed file, or every seed file in a directory")
+    rp.add_argument("seedfile", type=Path, metavar="SEEDFILE|DIR",
+                    help="a seed file, or a directory: replay each *.json in it and print a summary "
+                         "(exit 2 if any is bad, else 1 if any reproduced a failure)")
+    rp.add_argument("--driver", choices=engine.DRIVERS, default="direct",
+                    help="direct (default) or trio; same schedules either way")
+    rp.add_argument("--full", action="store_true", help=full_help)
+    rp.add_argument("--json", action="store_true", help=json_help)
 
-    sh = sub.add_parser("show", help="export a seed file's timeline: text, an HTML swimlane or a Chrome trace")
+    sh = sub.add_parser("show", help="export a seed file's timeline: text, changelog, an HTML swimlane "
+                                     "or a Chrome trace")
     sh.add_argument("seedfile", type=Path)
     sh.add_argument("--format", choices=show.FORMATS, default="text",
-                    help="text (as replay prints it), html (one self-contained page) or chrome "
+                    help="text (default: as replay prints it), changelog (the race as kernel commit messages "
+                         "draw it, at most 72 columns), html (one self-contained page) or chrome "
                          "(Trace Event JSON for ui.perfetto.dev or chrome://tracing)")
-    sh.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    sh.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
     return p
 
 
+class _Stdout:
+    """``sys.stdout`` that never raises: a closed, broken or full stdout loses the text, not the verdict."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.lost: Optional[OSError] = None
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                if self.stream is None:
+                    raise OSError(errno.EBADF, "stdout is closed")
+                self.stream.write(text)
+            except (OSError, ValueError) as e:
+                self._lose(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None and self.stream is not None:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as e:
+                self._lose(e)
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self, error: Exception) -> None:
+        self.lost = error if isinstance(error, OSError) else OSError(errno.EBADF, "stdout is closed")
+        try:  # what is still buffered goes nowhere, so that the exit flush does not fail
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; returns its exit code (see the module notes)."""
+    stdout = sys.stdout = _Stdout(sys.stdout)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    try:
+        code = _dispatch(argv)
+        stdout.flush()
+    finally:
+        sys.stdout = stdout.stream
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if stdout.lost is not None and stdout.lost.errno != errno.EPIPE:
+        _error(f"cannot write to stdout ({stdout.lost.strerror or stdout.lost}); exit code {code} stands")
+    return code
+
+
+def _dispatch(argv: Optional[List[str]]) -> int:
+    commands = {"list": cmd_list, "actors": cmd_actors, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink,
+                "replay": cmd_replay, "show": cmd_show}
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "actors": cmd_actors, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
-    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, FootprintError) as e:
-        msg = e.args[0] if e.args else str(e)
-        print(f"fuzzrmap: error: {msg}", file=sys.stderr)
+        return commands[args.command](args)
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, files.FileError, FootprintError) as e:
+        _error(e.args[0] if e.args else str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("fuzzrmap: interrupted (seed files already written are complete)", file=sys.stderr)
+        _error("interrupted (seed files already written are complete)", prefix="fuzzrmap: ")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `fuzzrmap replay F | head`
-        sys.stderr.close()
-        return EXIT_CLEAN
+
+
+def _error(message: str, prefix: str = "fuzzrmap: error: ") -> None:
+    try:
+        print(prefix + message, file=sys.stderr)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def cmd_list(args) -> int:
@@ -213,50 +328,84 @@ def _strategy(args):
     return STRATEGIES[args.strategy](args.seed)
 
 
+def _strategy_tag(strategy) -> str:
+    """The strategy and its parameters, as they go into a seed file's name."""
+    if isinstance(strategy, PCT):
+        return f"pct-d{strategy.depth}-s{strategy.seed}"
+    if isinstance(strategy, Sticky):
+        return f"sticky-stay{strategy.stay:g}-s{strategy.seed}"
+    return f"{strategy.name}-s{strategy.seed}"
+
+
+class _Saver:
+    """Writes seed files into ``--out``, never over a different result; remembers what failed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.errors: List[str] = []
+
+    def save(self, seed, name: str) -> Optional[Path]:
+        path = self.directory / name
+        try:
+            return seedfile.write(seed, path, replace=False)
+        except OSError as e:
+            self.errors.append(f"cannot write seed file {shown(str(path))}: {e.strerror or e}")
+            return None
+
+    def report(self) -> None:
+        for message in self.errors:
+            _error(message + "; what was found is printed above")
+
+
+def _check_out(directory: Path) -> None:
+    try:
+        files.check_writable_dir(directory)
+    except files.FileError as e:
+        raise UsageError(f"--out: {e}") from None
+
+
 def cmd_fuzz(args) -> int:
     scenario = registry.get(args.scenario)
     variant = scenario.variant(args.variant)
     strategy = _strategy(args)
-    show_progress = not args.json and sys.stderr.isatty()
-    last = [0.0]
+    _check_out(args.out)
+    show_progress = Meter.wanted(args.json)
+    with Meter(show_progress, "schedules", total=args.runs, phase="fuzz") as meter:
+        result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver,
+                                 progress=lambda done, elapsed: meter.update(done))
 
-    def progress(done: int, elapsed: float) -> None:
-        if show_progress and elapsed - last[0] >= 0.25:
-            last[0] = elapsed
-            print(f"\r  {done}/{args.runs} schedules, {done / elapsed:,.0f}/s ", end="", file=sys.stderr, flush=True)
-
-    result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver, progress=progress)
-    if show_progress:
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
-
+    saver = _Saver(args.out)
     path = original_path = shrunk = None
     execution = result.execution
+    interrupted = result.interrupted
     if execution is not None:
         strategy.begin(result.failure_index)
-        path = args.out / f"{scenario.name}-{variant.name}-{execution.failure.invariant}-s{args.seed}-{result.failure_index}.json"
+        stem = f"{scenario.name}-{variant.name}-{execution.failure.invariant}-{_strategy_tag(strategy)}-" \
+               f"{result.failure_index}"
         found = engine.seed_file_for(scenario, variant, strategy, execution)
         if args.no_shrink:
-            _save(found, path)
+            path = saver.save(found, stem + ".json")
         else:
-            original_path = path.with_name(path.stem + "-original.json")
-            _save(found, original_path)
-            shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
+            original_path = saver.save(found, stem + "-original.json")
+            shrunk = _shrink(scenario, variant, execution, args.proof_budget, show_progress)
             execution = shrunk.execution
-            _save(shrunk.seed_file(found), path)
+            interrupted = interrupted or shrunk.interrupted
+            path = saver.save(shrunk.seed_file(found), stem + ".json")
 
     failure = execution.failure if execution else None
     if args.json:
         print(json.dumps({
-            "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy, "seed": args.seed,
+            "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy,
+            "strategy_params": strategy.describe(), "seed": args.seed,
             "driver": args.driver, "schedules": result.schedules, "failures": 1 if failure else 0,
             "first_failure_at": result.failure_index,
             "invariant": failure.invariant if failure else None,
             "message": failure.message if failure else None,
             "accuracy_events": result.accuracy_events,
             "elapsed_s": round(result.elapsed_s, 3), "schedules_per_s": round(result.schedules_per_s, 1),
-            "seed_file": str(path) if path else None, "interrupted": result.interrupted,
+            "seed_file": str(path) if path else None, "interrupted": interrupted,
             "original_seed_file": str(original_path) if original_path else None,
-            "shrink": shrunk.to_json() if shrunk else None,
+            "shrink": shrunk.to_json() if shrunk else None, "save_errors": saver.errors,
         }))
     else:
         head = (f"{scenario.name} / {variant.name}: strategy {args.strategy}, seed {args.seed}: "
@@ -268,9 +417,10 @@ def cmd_fuzz(args) -> int:
                 print(f"  shrunk from {shrunk.original_steps} steps, "
                       f"{report.plural(shrunk.original_preemptions, 'preemption')} "
                       f"to {len(execution.steps)} steps; {shrunk.minimality()}")
-                print(f"  as found:  {original_path}")
-            print(f"  seed file: {path}")
-            print(f"  replay it: fuzzrmap replay {path}")
+                print(f"  as found:  {original_path or 'not saved'}")
+            print(f"  seed file: {path or 'not saved'}")
+            if path:
+                print(f"  replay it: fuzzrmap replay {path}")
             print()
             print(_picture(scenario, variant, execution, args.full))
         elif result.interrupted:
@@ -281,104 +431,207 @@ def cmd_fuzz(args) -> int:
                 print(f"PCT bound: n={strategy.max_tasks} threads, k={strategy.k} steps, depth d={strategy.depth}: "
                       f"a depth-{strategy.depth} bug is missed with probability <= "
                       f"{strategy.miss_probability(result.schedules):.3g}")
-    if result.interrupted:
+    saver.report()
+    if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FOUND if failure else EXIT_CLEAN
 
 
-def _save(seed, path: Path) -> None:
-    try:
-        seedfile.write(seed, path)
-    except OSError as e:
-        raise UsageError(f"cannot write seed file {path}: {e.strerror or e}") from None
+def _shrink(scenario, variant, execution, budget: int, show_progress: bool) -> shrink.ShrinkResult:
+    with Meter(show_progress, "executions", phase="shrink") as meter:
+        return shrink.shrink(scenario, variant, execution, proof_budget=budget,
+                             progress=lambda done, phase: meter.update(done, f"shrink: {phase}"))
 
 
 def cmd_explore(args) -> int:
     scenario = registry.get(args.scenario)
     variant = scenario.variant(args.variant)
+    _check_out(args.out)
     reduction = not args.no_reduction and args.preemption_bound is None
-    result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
-                            max_executions=args.max_executions, check_footprints=args.check_footprints)
-    path = None
-    failure = result.failure.failure if result.failure else None
-    if failure is not None:
-        seed = engine.seed_file_for(scenario, variant, engine.Explore(reduction, args.preemption_bound), result.failure)
-        path = args.out / f"{scenario.name}-{variant.name}-{failure.invariant}-explore.json"
-        _save(seed, path)
     if reduction:
-        search = "partial-order reduction (source-set DPOR + sleep sets)"
+        search, tag = "partial-order reduction (source-set DPOR + sleep sets)", "dpor"
     elif args.preemption_bound is not None:
-        search = f"naive, at most {args.preemption_bound} preemptions"
+        search, tag = f"naive, at most {args.preemption_bound} preemptions", f"naive-p{args.preemption_bound}"
     else:
-        search = "naive (every schedule)"
-    if failure is not None:
+        search, tag = "naive (every schedule)", "naive"
+    found = _Violations(scenario, variant, args.target)
+    with Meter(Meter.wanted(args.json), "executions", total=args.max_executions, phase="explore") as meter:
+        def progress(executions: int, pruned: int) -> None:
+            meter.update(executions, f"explore: {len(found.distinct)} found, {pruned:,} cut short")
+
+        result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
+                                max_executions=args.max_executions, target=args.target,
+                                stop_on_failure=not args.all, on_execution=found.add if args.all else None,
+                                progress=progress, check_footprints=args.check_footprints)
+    if not args.all and result.failure is not None:
+        found.add(result.failure)
+    saver = _Saver(args.out)
+    strategy = engine.Explore(reduction, args.preemption_bound)
+    paths = []
+    for n, violation in enumerate(found.distinct, 1):
+        seed = engine.seed_file_for(scenario, variant, strategy, violation.execution)
+        suffix = f"-v{n}" if args.all else ""
+        paths.append(saver.save(seed, f"{scenario.name}-{variant.name}-{violation.invariant}-explore-{tag}{suffix}.json"))
+
+    target = f"{args.target} " if args.target else ""
+    if found.distinct:
         verdict = "violation"
     elif result.complete:
         verdict = "verified" if not result.bound_cut else f"verified up to {args.preemption_bound} preemptions"
     else:
         verdict = "interrupted" if result.interrupted else "--max-executions reached"
     if args.json:
+        first = found.distinct[0] if found.distinct else None
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "search": search, "verdict": verdict,
             "scope": engine.verified_scope(scenario, variant, result) if verdict.startswith("verified") else None,
             "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
+            "interrupted": result.interrupted, "target": args.target,
             "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut,
-            "invariant": failure.invariant if failure else None, "message": failure.message if failure else None,
-            "seed_file": str(path) if path else None, "elapsed_s": round(result.elapsed_s, 3),
+            "invariant": first.invariant if first else None,
+            "message": first.execution.failure.message if first else None,
+            "seed_file": str(paths[0]) if paths and paths[0] else None,
+            "violations": [dict(v.to_json(), seed_file=str(p) if p else None)
+                           for v, p in zip(found.distinct, paths)],
+            "save_errors": saver.errors, "elapsed_s": round(result.elapsed_s, 3),
             "naive_upper_bound": str(result.naive_upper_bound), "steps_per_thread": result.steps_per_thread,
         }))
     else:
-        print(f"{scenario.name} / {variant.name}: {search}")
+        print(f"{scenario.name} / {variant.name}: {search}" + (f", target {args.target}" if args.target else ""))
         print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s")
         print(f"  naive interleavings: at most {result.naive_upper_bound:.3g} "
               f"(steps per thread {'+'.join(map(str, result.steps_per_thread))}, ignoring blocking)")
-        if failure is not None:
-            print(f"VIOLATION {failure.headline()}")
-            print(f"  seed file: {path}")
-            print(f"  replay it: fuzzrmap replay {path}")
-        elif result.complete:
-            print(f"VERIFIED: no violation; {engine.verified_scope(scenario, variant, result)}")
-        else:
-            print(f"INCOMPLETE: {verdict}; no violation in what was run")
-    if failure is not None:
-        return EXIT_FOUND
+        for n, (violation, path) in enumerate(zip(found.distinct, paths), 1):
+            print(f"VIOLATION {violation.execution.failure.headline()}")
+            if args.all:
+                print(f"  racing pair: {violation.pair_text()}; {plural_times(violation.count)}")
+            print(f"  seed file: {path or 'not saved'}")
+            if path:
+                print(f"  replay it: fuzzrmap replay {path}")
+        if args.all and found.distinct:
+            state = ("the search was complete" if result.complete else
+                     "the search was interrupted" if result.interrupted else "the search stopped at --max-executions")
+            print(f"{report.plural(len(found.distinct), 'distinct violation')}; {state}")
+        elif not found.distinct and result.complete:
+            print(f"VERIFIED: no {target}violation; {engine.verified_scope(scenario, variant, result)}")
+        elif not found.distinct:
+            print(f"INCOMPLETE: {verdict}; no {target}violation in what was run")
+    saver.report()
     if result.interrupted:
         return EXIT_INTERRUPTED
+    if found.distinct:
+        return EXIT_FOUND
     return EXIT_CLEAN if result.complete else EXIT_BUDGET
+
+
+def plural_times(n: int) -> str:
+    return "seen once" if n == 1 else f"seen {n} times"
+
+
+class _Violation:
+    """One distinct violation of ``explore --all``: the first execution that showed it."""
+
+    def __init__(self, execution, pair) -> None:
+        self.execution = execution
+        self.pair = pair
+        self.count = 1
+
+    @property
+    def invariant(self) -> str:
+        return self.execution.failure.invariant
+
+    def key(self) -> tuple:
+        steps, roles = self.execution.steps, self.execution.roles
+        ends = tuple((roles[steps[k].task], steps[k].label) for k in self.pair) if self.pair else ()
+        return self.invariant, ends
+
+    def pair_text(self) -> str:
+        if self.pair is None:
+            return "none found"
+        return " before ".join(f"{role}: {label}" for role, label in self.key()[1])
+
+    def to_json(self) -> dict:
+        return {"invariant": self.invariant, "message": self.execution.failure.message,
+                "racing_pair": [{"thread": r, "label": lab} for r, lab in self.key()[1]], "seen": self.count}
+
+
+class _Violations:
+    """The distinct violations an exploration met, in the order found."""
+
+    def __init__(self, scenario, variant, target: Optional[str]) -> None:
+        self.scenario, self.variant, self.target = scenario, variant, target
+        self.distinct: List[_Violation] = []
+        self._index = {}
+
+    def add(self, execution, sched=None) -> None:
+        broken = execution.failure
+        if broken is None or (self.target is not None and broken.invariant != self.target):
+            return
+        violation = _Violation(execution, shrink.racing_pair(self.scenario, self.variant, execution))
+        known = self._index.get(violation.key())
+        if known is not None:
+            known.count += 1
+            return
+        self._index[violation.key()] = violation
+        self.distinct.append(violation)
+
+
+def _width() -> int:
+    """The text report's width: the terminal's, or :data:`PIPE_WIDTH` when stdout is not one."""
+    if sys.stdout.isatty():
+        return max(60, shutil.get_terminal_size().columns)
+    return PIPE_WIDTH
 
 
 def _picture(scenario, variant, execution, full: bool) -> str:
     """The interleaving with its marks, the legend and the verdict."""
     race = shrink.racing_pair(scenario, variant, execution) if execution.failure else None
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    return "\n".join([report.interleaving(execution, race, compact=not full, color=color), report.legend(), "",
-                      report.verdict(execution, race)])
+    width = _width()
+    return "\n".join([report.interleaving(execution, race, compact=not full, color=color, width=width),
+                      report.legend(), "", report.verdict(execution, race, width=width)])
 
 
 def cmd_shrink(args) -> int:
     seed = seedfile.read(args.seedfile)
+    output = args.output or args.seedfile.with_name(args.seedfile.stem + "-min.json")
+    try:
+        files.check_writable_dir(output.parent)
+    except files.FileError as e:
+        raise UsageError(f"--output: {e}") from None
     execution = engine.replay(seed)
     if execution.failure is None:
-        raise UsageError(f"{args.seedfile}: its schedule does not fail, there is nothing to shrink")
+        raise UsageError(f"{shown(str(args.seedfile))}: its schedule does not fail, there is nothing to shrink")
     scenario = registry.get(seed.scenario)
     variant = scenario.variant(seed.variant)
-    shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
-    output = args.output or args.seedfile.with_name(args.seedfile.stem + "-min.json")
-    _save(shrunk.seed_file(seed), output)
+    shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json))
+    error = None
+    try:
+        output = seedfile.write(shrunk.seed_file(seed), output, replace=args.output is not None)
+    except OSError as e:
+        error = f"cannot write seed file {shown(str(output))}: {e.strerror or e}"
     if args.json:
-        print(json.dumps({"seed_file": str(output), "invariant": shrunk.execution.failure.invariant,
-                          "minimality": shrunk.minimality(), **shrunk.to_json()}))
+        print(json.dumps({"seed_file": None if error else str(output), "invariant": shrunk.execution.failure.invariant,
+                          "minimality": shrunk.minimality(), "save_errors": [error] if error else [],
+                          **shrunk.to_json()}))
     else:
         print(f"{seed.scenario} / {seed.variant}: {shrunk.execution.failure.invariant} kept; "
               f"{shrunk.original_steps} steps, {report.plural(shrunk.original_preemptions, 'preemption')} -> "
               f"{len(shrunk.execution.steps)} steps; {shrunk.minimality()}")
-        print(f"  seed file: {output}")
+        print(f"  seed file: {'not saved' if error else output}")
         print()
         print(_picture(scenario, variant, shrunk.execution, args.full))
+    if error:
+        _error(error + "; the shrunk schedule is printed above")
+    if shrunk.interrupted:
+        _error("interrupted (the seed file holds the best schedule so far, marked interrupted)", prefix="fuzzrmap: ")
+        return EXIT_INTERRUPTED
     return EXIT_CLEAN
 
 
 def cmd_replay(args) -> int:
+    if args.seedfile.is_dir():
+        return _replay_dir(args)
     seed = seedfile.read(args.seedfile)
     execution = engine.replay(seed, driver=args.driver)
     reproduced = _same_failure(seed.failure, execution.failure)
@@ -403,6 +656,51 @@ def cmd_replay(args) -> int:
     return EXIT_FOUND if execution.failure else EXIT_CLEAN
 
 
+def _replay_dir(args) -> int:
+    """Replay every ``*.json`` of a directory, one line each, then a summary."""
+    paths = sorted(p for p in args.seedfile.glob("*.json") if not p.name.startswith("."))
+    if not paths:
+        raise UsageError(f"{shown(str(args.seedfile))}: no seed files (*.json) in this directory")
+    outcomes = []
+    interrupted = False
+    try:
+        for path in paths:
+            outcomes.append((path, *_replay_outcome(path, args.driver)))
+            if not args.json:
+                print(f"{outcomes[-1][1]:11} {shown(str(path))}: {outcomes[-1][2]}")
+    except KeyboardInterrupt:
+        interrupted = True
+    counts = {kind: sum(1 for _, k, _ in outcomes if k == kind) for kind in ("reproduced", "clean", "bad")}
+    if args.json:
+        print(json.dumps({"directory": str(args.seedfile), "interrupted": interrupted, **counts,
+                          "seed_files": [{"path": str(p), "outcome": k, "detail": d} for p, k, d in outcomes]},
+                         indent=1))
+    else:
+        print(f"{len(outcomes)} of {len(paths)} seed files replayed: {counts['reproduced']} reproduced a failure, "
+              f"{counts['clean']} clean as recorded, {counts['bad']} bad" + ("; interrupted" if interrupted else ""))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if counts["bad"]:
+        return EXIT_USAGE
+    return EXIT_FOUND if counts["reproduced"] else EXIT_CLEAN
+
+
+def _replay_outcome(path: Path, driver: str):
+    """(``reproduced`` | ``clean`` | ``bad``, one line of detail) for one seed file."""
+    try:
+        seed = seedfile.read(path)
+        execution = engine.replay(seed, driver=driver)
+    except (registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
+        return "bad", str(e.args[0] if e.args else e)
+    if not _same_failure(seed.failure, execution.failure):
+        return "bad", (f"replay did not reproduce the recorded failure (recorded {_describe(seed.failure)}, "
+                       f"got {_describe(execution.failure)})")
+    if execution.failure is None:
+        return "clean", f"{seed.scenario} / {seed.variant}: no failure, as recorded"
+    return "reproduced", f"{seed.scenario} / {seed.variant}: {execution.failure.invariant} at step " \
+                         f"{execution.failure.step} in {execution.failure.task}"
+
+
 def cmd_show(args) -> int:
     seed = seedfile.read(args.seedfile)
     document = show.render(show.record(seed), args.format)
@@ -410,9 +708,9 @@ def cmd_show(args) -> int:
         sys.stdout.write(document)
         return EXIT_CLEAN
     try:
-        show.write(document, args.output)
+        files.write_text(document, args.output)
     except OSError as e:
-        raise UsageError(f"cannot write {args.output}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write {shown(str(args.output))}: {e.strerror or e}") from None
     return EXIT_CLEAN
 
 
@@ -421,7 +719,7 @@ def _same_failure(a, b) -> bool:
 
 
 def _describe(f) -> str:
-    return "no failure" if f is None else f"{f.invariant} at step {f.step}"
+    return "no failure" if f is None else f"{shown(f.invariant, 20)} at step {f.step}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, List, Optional
 import attrs
 
 from fuzzrmap.check import invariants
+from fuzzrmap.files import shown
 from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
 from fuzzrmap.kernel.rmap import AnonVma
 from fuzzrmap.kernel.slab import Slab
@@ -205,7 +206,7 @@ def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] 
     current = fingerprint()
     if seed.fingerprint != current:
         raise ReplayError(
-            f"stale seed file: written for model {seed.fingerprint}, this is model {current}; "
+            f"stale seed file: written for model {shown(seed.fingerprint, 60)}, this is model {current}; "
             f"re-run 'fuzzrmap fuzz {seed.scenario} --variant {seed.variant}' to get a fresh one")
     try:
         execution = run_one(scenario, variant, Replay(seed.steps), driver=driver, observer=observer)
@@ -264,7 +265,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
             stop_on_failure: bool = True, target: Optional[str] = None,
-            check_footprints: bool = False) -> ExploreResult:
+            check_footprints: bool = False,
+            progress: Optional[Callable[[int, int], None]] = None) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
@@ -274,7 +276,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     invariant count; others are searched past.  With ``check_footprints``, an
     access of a :class:`~fuzzrmap.sched.api.Shared` object outside the
     running step's declared footprint raises
-    :class:`~fuzzrmap.sched.api.FootprintError`.
+    :class:`~fuzzrmap.sched.api.FootprintError`.  ``progress(executions, pruned)``
+    is called after every execution, full or cut short.
     """
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
@@ -302,6 +305,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             except Prune:
                 pruned += 1
                 strategy.analyse(sched.execution(), complete=False)
+                if progress is not None:
+                    progress(executions, pruned)
                 continue
             execution = finish(sched)
             strategy.analyse(execution)
@@ -311,6 +316,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                 per_thread = [sum(1 for s in execution.steps if s.task == t) for t in range(len(execution.roles))]
             if on_execution is not None:
                 on_execution(execution, sched)
+            if progress is not None:
+                progress(executions, pruned)
             broken = execution.failure
             if broken is not None and failure is None and (target is None or broken.invariant == target):
                 failure = execution

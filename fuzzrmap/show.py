@@ -1,4 +1,4 @@
-"""Timelines of a seed file: the column text, an HTML swimlane, a Chrome trace.
+"""Timelines of a seed file: the column text, a changelog diagram, an HTML swimlane, a Chrome trace.
 
 A seed file records which thread ran at every step, but not what the threads
 held while they ran, and the lock holds are what a reviewer needs to see a
@@ -13,16 +13,23 @@ snapshots become :class:`Hold` spans: a thread held a lock in a mode after
 every step from ``first`` to ``last``; it took it in step ``first`` and let
 it go in step ``last + 1`` (or never).
 
-Three renderings of the same :class:`Timeline`:
+Four renderings of the same :class:`Timeline`:
 
 * ``text``: what ``replay`` prints, the interleaving and the verdict.
-* ``html``: one self-contained page (no scripts, no network) with an inline
-  SVG: a lane per thread that ran, a box per step in a column per step, the
-  lock holds as bars under the lane, an arrow between the two steps of the
-  racing pair and a line at the failing step.
+* ``html``: one self-contained page (no scripts, no network) that opens on
+  the race: an inline SVG with time flowing down, a lane per thread that ran,
+  a labelled box per step, quiet runs of one thread folded as in the text
+  view and the whole scaled to fit the window, so that the racing pair (an
+  arrow between its two boxes) and the failing step are on the first screen;
+  a checkbox swaps in the same drawing with every step.  Lock holds are bars
+  at the right of each lane.
 * ``chrome``: the Chrome Trace Event Format (Perfetto UI, chrome://tracing):
-  a track per thread with a slice per step, tracks of lock holds under it and
-  the failure as a global instant.  A step lasts 10 us of trace time.
+  a track per thread with a slice per step, tracks of lock holds under it,
+  the failure as a global instant, each preemption as an instant on the
+  preempted thread's track and the racing pair as a flow arrow between its
+  two slices.  A step lasts 10 us of trace time.
+* ``changelog``: the race as kernel commit messages draw it, in at most 72
+  columns.
 
 Every output is a function of the seed file: no timings, no dates, and sets
 are sorted before they are written.  Left out: resources other than locks
@@ -34,8 +41,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import os
-from pathlib import Path
+import re
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
@@ -133,7 +139,7 @@ def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
 def text(timeline: Timeline) -> str:
     execution = timeline.execution
     return (f"{report.interleaving(execution, timeline.race, compact=True)}\n{report.legend()}\n\n"
-            f"{report.verdict(execution, timeline.race)}\n")
+            f"{report.verdict(execution, timeline.race, width=report.LINE)}\n")
 
 
 # -- Chrome Trace Event Format ------------------------------------------------------
@@ -178,10 +184,21 @@ def _chrome_events(timeline: Timeline) -> Iterator[dict]:
         yield _metadata("thread_name", tid, {"name": name})
         yield _metadata("thread_sort_index", tid, {"sort_index": index})
         yield from (_hold_slice(hold, tid) for hold in holds)
+    preempting = set(report.preemption_steps(execution))
+    racing = timeline.race or ()
     for i, step in enumerate(execution.steps):
         yield {"name": f"{step.func}: {step.label}", "cat": "step", "ph": "X", "ts": i * STEP_US, "dur": STEP_US,
                "pid": PID, "tid": step_tid(step.task),
-               "args": {"step": i, "enabled": [execution.roles[t] for t in step.enabled]}}
+               "args": {"step": i, "enabled": [execution.roles[t] for t in step.enabled],
+                        "preemption": i in preempting, "racing": i in racing}}
+        if i in preempting:
+            preempted = execution.steps[i - 1].task
+            yield {"name": f"preempted by {execution.roles[step.task]}", "cat": "preemption", "ph": "i", "s": "t",
+                   "ts": i * STEP_US, "pid": PID, "tid": step_tid(preempted), "args": {"step": i}}
+    for n, k in enumerate(racing):  # a flow arrow from the first of the pair to the second
+        yield {"name": "racing pair", "cat": "race", "ph": "s" if n == 0 else "f", "id": 1,
+               "ts": k * STEP_US + STEP_US // 2, "pid": PID, "tid": step_tid(execution.steps[k].task),
+               **({"bp": "e"} if n else {})}
     for event in execution.events:
         yield _instant(timeline, event, "t", f"{event.invariant} [{event.kind}] (not a failure)")
     if execution.failure is not None:
@@ -209,53 +226,54 @@ def _instant(timeline: Timeline, finding: Failure, scope: str, name: str) -> dic
 
 # -- HTML swimlane -----------------------------------------------------------------
 
-COLUMN = 34
-GUTTER = 120
-AXIS = 26
-STEP_HEIGHT = 22
-HOLD_HEIGHT = 12
-LANE_GAP = 12
-CHAR_WIDTH = 6.1
-HOLD_CHAR_WIDTH = 5.5
+PAGE_WIDTH = 1240
+GUTTER = 56
+HEAD = 24
+WIDEST_LANE = 360
+LINE_HEIGHT = 14
+ROW_GAP = 3
+CHAR_WIDTH = 6.6
+HOLD_BAR = 5
+HOLD_STEP = 7
 THREAD_COLOURS = ("#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fdd0a2", "#d9d9d9")
 MODE_COLOURS = {"read": "#6baed6", "write": "#e6550d", "lock": "#756bb1", "spin": "#31a354"}
 
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1em 1.5em; color: #222; }
-h1 { font-size: 1.3em; margin: 0 0 .3em; }
-header p { margin: .2em 0; }
+html, body { height: 100%; margin: 0; }
+body { font: 14px/1.35 system-ui, sans-serif; padding: .5em 1em; box-sizing: border-box; color: #222;
+       display: flex; flex-direction: column; }
+body > * { flex: none; }
+h1 { font-size: 1.15em; margin: 0; }
+header p { margin: .1em 0; }
 .failed { color: #a40000; font-weight: 600; }
-svg text.failed { fill: #a40000; }
-.timeline { overflow-x: auto; border: 1px solid #ccc; }
-svg text { font: 10px monospace; fill: #222; }
+#all { margin-left: 0; }
+svg.timeline { display: block; width: 100%; border: 1px solid #ccc; margin-top: .3em; }
+svg.folded { flex: 1 1 0; min-height: 0; height: auto; }
+svg.every-step { display: none; height: auto; }
+body:has(#all:checked) svg.folded { display: none; }
+body:has(#all:checked) svg.every-step { display: block; }
+svg text { font: 11px monospace; fill: #222; }
 svg .role { font: bold 12px sans-serif; }
-svg .tick { fill: #777; }
+svg .func { fill: #555; font-style: italic; }
+svg .fold { fill: #777; }
+svg .number { fill: #777; }
+svg .number.preempting { fill: #b36b00; font-weight: bold; }
 .lane-bg { fill: #f6f6f6; }
 .step { stroke: #fff; }
 .step.racing { stroke: #d00; stroke-width: 2.5; }
-.hold { stroke: #fff; }
-.hold-label { fill: #fff; font-size: 9px; }
+.step.failing { stroke: #a40000; stroke-width: 2.5; fill: #f4b6b6; }
+.hold { stroke: none; }
 .race { stroke: #d00; stroke-width: 2; fill: none; }
 #arrow path { fill: #d00; }
-.failure { stroke: #a40000; stroke-dasharray: 4 3; }
 .legend span { display: inline-block; width: 1em; height: .8em; margin: 0 .3em 0 1em; }
 pre { font-size: 12px; }
 """ + "".join(f".c{n} {{ fill: {c}; }}\n" for n, c in enumerate(THREAD_COLOURS)) \
     + "".join(f".hold.{m} {{ fill: {c}; }} .legend .{m} {{ background: {c}; }}\n" for m, c in MODE_COLOURS.items())
 
 
-@attrs.frozen
-class _Lane:
-    thread: int
-    top: int
-    rows: List[List[Hold]]
-
-    @property
-    def height(self) -> int:
-        return STEP_HEIGHT + 2 + len(self.rows) * HOLD_HEIGHT
-
-
 def html_page(timeline: Timeline) -> str:
+    """The page: a short header, then the folded timeline scaled to fit the window (a checkbox
+    swaps in the one with every step), the legend and the interleaving as text."""
     seed, execution = timeline.seed, timeline.execution
     title = f"{seed.scenario} / {seed.variant}"
     return "\n".join([
@@ -271,10 +289,12 @@ def html_page(timeline: Timeline) -> str:
         f"<h1>{_e(title)}</h1>",
         *_header_lines(timeline),
         "</header>",
-        f'<div class="timeline">{_svg(timeline)}</div>',
+        '<p><input type="checkbox" id="all"><label for="all"> every step (quiet runs of one thread are folded)</label></p>',
+        _svg(timeline, compact=True),
+        _svg(timeline, compact=False),
         _legend(),
         "<details><summary>The interleaving as text</summary>",
-        f"<pre>{_e(report.interleaving(execution, timeline.race))}</pre>",
+        f"<pre>{_e(report.interleaving(execution, timeline.race, width=160))}</pre>",
         "</details>",
         "</body>",
         "</html>",
@@ -284,6 +304,18 @@ def html_page(timeline: Timeline) -> str:
 
 def _e(value: str) -> str:
     return html.escape(value, quote=True)
+
+
+def strategy_words(strategy: dict) -> str:
+    """A seed file's strategy as a phrase: ``PCT, seed 1, schedule 71, depth 3, k 50``."""
+    params = {k: v for k, v in strategy.items() if k != "name"}
+    origin = params.pop("from", None)
+    name = {"pct": "PCT", "sticky": "sticky random", "random": "random walk", "explore": "exhaustive search",
+            "shrink": "shrunk"}.get(str(strategy.get("name")), str(strategy.get("name", "?")))
+    words = ", ".join([name] + [f"{k.replace('_', ' ')} {v}" for k, v in params.items() if v is not None])
+    if isinstance(origin, dict):
+        words += f" from {strategy_words(origin)}"
+    return words
 
 
 def _header_lines(timeline: Timeline) -> Iterator[str]:
@@ -296,142 +328,192 @@ def _header_lines(timeline: Timeline) -> Iterator[str]:
         first, second = (f"step {k} ({execution.roles[execution.steps[k].task]}: {execution.steps[k].label})"
                          for k in pair)
         yield f"<p>racing pair: {_e(first)} &rarr; {_e(second)}</p>"
-    strategy = seed.strategy.get("name", "?")
-    params = ", ".join(f"{k} {v}" for k, v in seed.strategy.items() if k != "name")
-    yield f"<p>{len(execution.steps)} steps; strategy {_e(f'{strategy} ({params})')}; model {_e(seed.fingerprint)}</p>"
+    yield (f"<p>{len(execution.steps)} steps, {report.plural(len(report.preemption_steps(execution)), 'preemption')}; "
+           f"strategy: {_e(strategy_words(seed.strategy))}; model {_e(seed.fingerprint)}</p>")
 
 
 def _legend() -> str:
     modes = "".join(f'<span class="{m}"></span>{m}' for m in MODE_COLOURS)
-    return (f'<p class="legend">Lock holds under each lane, by mode:{modes}. '
-            "Hover a box or bar for details; the red arrow joins the racing pair.</p>")
+    return (f'<p class="legend">Lock holds as bars at the right of each lane, by mode:{modes}. '
+            "A step number in orange is a preemption; red outlines and the red arrow mark the racing pair; "
+            "the step with the red fill broke the invariant.  Hover a box or bar for details.</p>")
 
 
-def _lanes(timeline: Timeline) -> List[_Lane]:
-    lanes, top = [], AXIS
-    for thread in timeline.threads:
-        lane = _Lane(thread, top, timeline.rows(thread))
-        lanes.append(lane)
-        top += lane.height + LANE_GAP
-    return lanes
+@attrs.frozen
+class _Row:
+    item: report.Item
+    top: int
+    lines: Tuple[str, ...]
+
+    @property
+    def bottom(self) -> int:
+        return self.top + len(self.lines) * LINE_HEIGHT + ROW_GAP
 
 
-def _x(step: int) -> int:
-    return GUTTER + step * COLUMN
+def _layout(timeline: Timeline, compact: bool):
+    """Lane x by thread, lane width, and the rows top to bottom."""
+    threads = timeline.threads
+    lane = min(WIDEST_LANE, (PAGE_WIDTH - GUTTER) // len(threads))
+    holds_room = max((len(timeline.rows(t)) for t in threads), default=0) * HOLD_STEP
+    chars = max(12, int((lane - 12 - holds_room) / CHAR_WIDTH))
+    rows, top = [], HEAD + 4
+    for item in report.outline(timeline.execution, timeline.race, compact):
+        if item.kind == "step":
+            lines = report.wrap(item.text, chars, first="", rest="  ")
+        else:
+            text = f"... {item.text}" if item.kind == "fold" else item.text
+            lines = [text if len(text) <= chars else text[:chars - 1] + "~"]
+        row = _Row(item, top, tuple(lines))
+        rows.append(row)
+        top = row.bottom
+    failure = timeline.execution.failure
+    if failure is not None and failure.step >= len(timeline.execution.steps):  # an end-of-run check
+        rows.append(_Row(report.Item("end", threads[0], f"end: {failure.invariant}", failure.step, failure.step,
+                                     failing=True), top, (f"end of the run: {failure.invariant}",)))
+        top = rows[-1].bottom
+    x = {t: GUTTER + n * lane for n, t in enumerate(threads)}
+    return x, lane, rows, top + 6
 
 
-def _svg(timeline: Timeline) -> str:
-    lanes = _lanes(timeline)
-    width = _x(timeline.columns) + COLUMN
-    height = lanes[-1].top + lanes[-1].height + LANE_GAP
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}">',
-             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-             'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
-             *_ticks(timeline.columns)]
-    pair = timeline.race
-    parts += [_lane_svg(timeline, lane, width, pair or ()) for lane in lanes]
-    parts += _failure_svg(timeline, height)
-    if pair is not None:
-        parts.append(_race_svg(timeline, lanes, pair))
+def _svg(timeline: Timeline, compact: bool) -> str:
+    x, lane, rows, height = _layout(timeline, compact)
+    width = GUTTER + lane * len(x) + 4
+    kind = "folded" if compact else "every-step"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline {kind}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet">',
+             '<defs><marker id="arrow-{0}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+             'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#d00"/></marker></defs>'.format(kind)]
+    execution = timeline.execution
+    for thread, left in x.items():
+        role = execution.roles[thread]
+        parts.append(f'<g class="lane" data-thread="{_e(role)}">')
+        parts.append(f'<rect class="lane-bg" x="{left + 1}" y="0" width="{lane - 2}" height="{height}"/>')
+        parts.append(f'<text class="role" x="{left + 6}" y="{HEAD - 8}">{_e(role)}</text>')
+        parts += [_row_svg(timeline, row, left, lane) for row in rows if row.item.thread == thread]
+        parts += _holds_svg(timeline, thread, left + lane, rows)
+        parts.append("</g>")
+    parts += [f'<text class="number{" preempting" if row.item.preempting else ""}" x="{GUTTER - 6}" '
+              f'y="{row.top + LINE_HEIGHT - 3}" text-anchor="end">{row.item.first}{"*" if row.item.preempting else ""}'
+              f'</text>' for row in rows if row.item.kind == "step"]
+    if timeline.race is not None:
+        parts.append(_race_svg(timeline, x, lane, rows, kind))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _ticks(columns: int) -> Iterator[str]:
-    for step in range(0, columns, 5):
-        yield f'<text class="tick" x="{_x(step) + 2}" y="{AXIS - 8}">{step}</text>'
-
-
-def _lane_svg(timeline: Timeline, lane: _Lane, width: int, racing: Tuple[int, ...]) -> str:
-    role = timeline.execution.roles[lane.thread]
-    parts = [f'<g class="lane" data-thread="{_e(role)}">',
-             f'<rect class="lane-bg" x="0" y="{lane.top}" width="{width}" height="{lane.height}"/>',
-             f'<text class="role" x="6" y="{lane.top + 15}">{_e(role)}</text>']
-    for i, step in enumerate(timeline.execution.steps):
-        if step.task == lane.thread:
-            parts.append(_step_svg(timeline, i, lane, i in racing))
-    for n, row in enumerate(lane.rows):
-        parts += [_hold_svg(hold, lane.top + STEP_HEIGHT + 2 + n * HOLD_HEIGHT, role) for hold in row]
-    parts.append("</g>")
-    return "\n".join(parts)
-
-
-def _step_svg(timeline: Timeline, index: int, lane: _Lane, racing: bool) -> str:
+def _row_svg(timeline: Timeline, row: _Row, left: int, lane: int) -> str:
+    item = row.item
+    baseline = row.top + LINE_HEIGHT - 3
+    text = "".join(f'<tspan x="{left + 8}" dy="{0 if n == 0 else LINE_HEIGHT}">{_e(line)}</tspan>'
+                   for n, line in enumerate(row.lines))
+    if item.kind in ("func", "fold"):
+        return f'<text class="{item.kind}" x="{left + 8}" y="{baseline}">{text}</text>'
     execution = timeline.execution
-    step = execution.steps[index]
-    enabled = ", ".join(execution.roles[t] for t in step.enabled)
-    tooltip = f"step {index}: {step.func}()\n{step.label}\nenabled: {enabled}"
-    classes = f"step c{lane.thread % len(THREAD_COLOURS)}" + (" racing" if racing else "")
-    x = _x(index)
-    box = (f'<rect class="{classes}" x="{x + 1}" y="{lane.top}" width="{COLUMN - 2}" height="{STEP_HEIGHT}">'
-           f"<title>{_e(tooltip)}</title></rect>")
-    short = _short_label(step.label, COLUMN - 4)
-    if not short:
-        return box
-    return box + f'\n<text x="{x + 3}" y="{lane.top + 15}">{_e(short)}</text>'
+    classes = f"step c{item.thread % len(THREAD_COLOURS)}" + (" racing" if item.racing else "") \
+        + (" failing" if item.failing else "")
+    if item.kind == "end":
+        tooltip = execution.failure.headline()
+    else:
+        step = execution.steps[item.first]
+        enabled = ", ".join(execution.roles[t] for t in step.enabled)
+        tooltip = f"step {item.first}: {step.func}()\n{step.label}\nenabled: {enabled}"
+        if item.failing:
+            tooltip += f"\n{execution.failure.headline()}"
+    box = (f'<rect class="{classes}" id="{_step_id(item)}" x="{left + 4}" y="{row.top}" width="{lane - 8}" '
+           f'height="{row.bottom - row.top - ROW_GAP}" rx="3"><title>{_e(tooltip)}</title></rect>')
+    return f'{box}\n<text x="{left + 8}" y="{baseline}">{text}</text>'
 
 
-def _short_label(label: str, room: float) -> str:
-    """The spec's step id (``L4``, ``M7c``) when the label starts with one that fits in ``room`` px."""
-    word = label.split(" ", 1)[0]
-    return word if word[:1].isupper() and word.isalnum() and len(word) * CHAR_WIDTH <= room else ""
+def _step_id(item: report.Item) -> str:
+    return "failing" if item.failing else f"step-{item.first}"
 
 
-def _hold_svg(hold: Hold, top: int, role: str) -> str:
-    x, width = _x(hold.first) + 1, (hold.last - hold.first + 1) * COLUMN - 2
-    tooltip = f"{role} holds {hold.lock} ({hold.mode}) after steps {hold.first}-{hold.last}"
-    bar = (f'<rect class="hold {_e(hold.mode)}" x="{x}" y="{top}" width="{width}" height="{HOLD_HEIGHT - 2}">'
-           f"<title>{_e(tooltip)}</title></rect>")
-    if len(hold.lock) * HOLD_CHAR_WIDTH > width - 4:
-        return bar
-    return bar + f'\n<text class="hold-label" x="{x + 2}" y="{top + HOLD_HEIGHT - 4}">{_e(hold.lock)}</text>'
+def _y_span(rows: Sequence[_Row], first: int, last: int) -> Tuple[int, int]:
+    """The rows that draw steps ``first``-``last`` (folded ones included), as (top, bottom)."""
+    covering = [r for r in rows if r.item.kind in ("step", "fold") and r.item.first <= last and first <= r.item.last]
+    return min(r.top for r in covering), max(r.bottom for r in covering) - ROW_GAP
 
 
-def _failure_svg(timeline: Timeline, height: int) -> Iterator[str]:
-    failure = timeline.execution.failure
-    if failure is None:
-        return
-    x = _x(failure.step) + COLUMN // 2
-    yield (f'<line class="failure" x1="{x}" y1="{AXIS - 4}" x2="{x}" y2="{height}">'
-           f"<title>{_e(failure.headline())}</title></line>")
-    yield f'<text class="failed" x="{x + 3}" y="{AXIS - 8}">{_e(failure.invariant)}</text>'
+def _holds_svg(timeline: Timeline, thread: int, right: int, rows: Sequence[_Row]) -> Iterator[str]:
+    role = timeline.execution.roles[thread]
+    for n, hold_row in enumerate(timeline.rows(thread)):
+        left = right - 4 - HOLD_BAR - n * HOLD_STEP
+        for hold in hold_row:
+            top, bottom = _y_span(rows, hold.first, hold.last)
+            tooltip = f"{role} holds {hold.lock} ({hold.mode}) after steps {hold.first}-{hold.last}"
+            yield (f'<rect class="hold {_e(hold.mode)}" x="{left}" y="{top}" width="{HOLD_BAR}" '
+                   f'height="{max(bottom - top, 2)}"><title>{_e(tooltip)}</title></rect>')
 
 
-def _race_svg(timeline: Timeline, lanes: List[_Lane], pair: Tuple[int, int]) -> str:
+def _race_svg(timeline: Timeline, x, lane: int, rows: Sequence[_Row], kind: str) -> str:
     steps = timeline.execution.steps
-    lane_of = {lane.thread: lane for lane in lanes}
-    first, second = (lane_of[steps[k].task] for k in pair)
-    x1, x2 = (_x(k) + COLUMN // 2 for k in pair)
-    y1 = first.top + STEP_HEIGHT // 2
-    y2 = second.top if second.top > first.top else second.top + STEP_HEIGHT
-    return (f'<line class="race" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" marker-end="url(#arrow)">'
-            f"<title>racing pair: steps {pair[0]} and {pair[1]}</title></line>")
+    first, second = (next(r for r in rows if r.item.kind == "step" and r.item.first == k) for k in timeline.race)
+    x1, x2 = (x[steps[r.item.first].task] + lane // 2 for r in (first, second))
+    y1 = first.bottom - ROW_GAP
+    y2 = second.top
+    return (f'<line class="race" id="race-{kind}" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" '
+            f'marker-end="url(#arrow-{kind})"><title>racing pair: steps {timeline.race[0]} and '
+            f'{timeline.race[1]}</title></line>')
+
+
+# -- the race as a kernel commit message draws it ----------------------------------------------
+
+CHANGELOG_WIDTH = 72
+
+
+def changelog(timeline: Timeline) -> str:
+    """The interleaving in staggered columns, one per thread, kernel function calls only.
+
+    Each thread's column starts further right; a line holds one thread's
+    call, so a long name may run into the next column's space.  The racing
+    pair and the failing step add their expression; everything fits in
+    :data:`CHANGELOG_WIDTH` columns, ready to paste into a patch description.
+    """
+    execution = timeline.execution
+    threads = timeline.threads
+    indent = min(26, (CHANGELOG_WIDTH - 30) // max(len(threads) - 1, 1))
+    at = {t: n * indent for n, t in enumerate(threads)}
+    header = "".join(execution.roles[t].ljust(indent) for t in threads).rstrip()
+    lines = [header, "".join(("-" * len(execution.roles[t])).ljust(indent) for t in threads).rstrip(), ""]
+
+    def put(thread: int, text: str, extra: int = 0) -> None:
+        left = at[thread] + extra
+        lines.extend(" " * left + part for part in
+                     report.wrap(text, CHANGELOG_WIDTH - left, first="", rest="  "))
+
+    last_thread = None
+    for item in report.outline(execution, timeline.race, compact=False):
+        wanted = item.kind == "func" or item.kind == "step" and (item.racing or item.failing)
+        if not wanted:
+            continue
+        if last_thread is not None and item.thread != last_thread:
+            lines.append("")
+        last_thread = item.thread
+        if item.kind == "func":
+            put(item.thread, item.text)
+            continue
+        code = _code(item.text)
+        if item.failing and execution.failure is not None:
+            code += f"  /* {execution.failure.invariant} */"
+        put(item.thread, code, extra=2)
+    lines.append("")
+    for line in report.verdict(execution, timeline.race).splitlines():
+        lines += report.wrap(line, CHANGELOG_WIDTH, first="", rest="  ")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _code(label: str) -> str:
+    """A step label without the spec's step id (``L1 x = READ_ONCE(y)`` -> ``x = READ_ONCE(y)``)."""
+    word, _, rest = label.partition(" ")
+    return rest if rest and re.fullmatch(r"[A-Z]{1,3}[0-9X][0-9a-z]?", word) else label
 
 
 # -- output -------------------------------------------------------------------------
 
-RENDERERS = {"text": text, "html": html_page, "chrome": chrome}
+RENDERERS = {"text": text, "changelog": changelog, "html": html_page, "chrome": chrome}
 FORMATS = tuple(RENDERERS)
 
 
 def render(timeline: Timeline, fmt: str) -> str:
     return RENDERERS[fmt](timeline)
 
-
-def write(document: str, path: Path) -> None:
-    """Write ``document`` to ``path`` atomically: a new file beside it, then a rename.
-
-    The temporary file is created with ``open(..., "x")``, not ``mkstemp``, so
-    the result gets the permissions of any file the user writes (umask).
-    """
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    out = open(tmp, "x", encoding="utf-8")
-    try:
-        with out:
-            out.write(document)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -10,16 +10,31 @@ other block so that the switch in between disappears, and shortens blocks.
 Candidates are tried in a fixed order and the first improvement wins, so the
 result is a pure function of the input.
 
-Local edits can get stuck, so the result is then checked by the naive
-exhaustive search bounded to one preemption fewer: if that search finds the
-invariant broken, its schedule replaces ours and shrinking goes on; if it
-completes without, the preemption count is *proved* minimal; if its budget
-runs out first, the report says so.
+Local edits can get stuck, so the preemption count is then checked by
+iterative deepening: the naive exhaustive search bounded to 0, 1, ...
+preemptions, all within one budget of executions.  The first bound at which
+the invariant breaks gives a schedule with that many preemptions, and since
+every lower bound was searched completely without it, that count is *proved*
+minimal.  When the budget runs out first, the bounds searched so far are a
+proved lower bound, and the report states both ends.
+
+The reduced search (DPOR) cannot prove a preemption bound: pruning an order
+as equivalent to one already run can cut the one with fewer preemptions
+(bounding it soundly needs the extra backtracking of bounded POR, which
+:mod:`~fuzzrmap.sched.strategies.dpor` leaves out).  It is used where it is
+sound: it runs one schedule of *every* trace, so its failing schedules
+include one of each failing trace.  When local edits leave more than one
+preemption, the one of those with the fewest becomes the starting point of
+more local edits, before the proof.  That is what shrinks long witnesses
+such as the fork window's.
+
+Ctrl-C at any point keeps the best schedule so far and marks the result
+interrupted.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import attrs
 
@@ -31,7 +46,10 @@ from fuzzrmap.sched.strategies.dpor import conflicting
 from fuzzrmap.sched.strategies.guided import Block, Guided, blocks_of
 from fuzzrmap.sched.trace import Execution
 
-PROOF_BUDGET = 20_000
+PROOF_BUDGET = 10_000
+
+#: ``progress(executions, phase)``: executions run so far and what is being done
+Progress = Callable[[int, str], None]
 
 
 def preemptions(execution: Execution) -> int:
@@ -44,71 +62,153 @@ class ShrinkResult:
     execution: Execution
     original_steps: int
     original_preemptions: int
-    proved: bool
+    #: no schedule with fewer than this many preemptions breaks the invariant (complete searches)
+    at_least: int
+    #: executions of the complete searches that established ``at_least``
     proof_executions: int
     candidates: int
+    #: the bound whose search stopped at the budget, None when every search completed
+    budget_cut: Optional[int] = None
+    interrupted: bool = False
 
     @property
     def preemptions(self) -> int:
         return preemptions(self.execution)
 
+    @property
+    def proved(self) -> bool:
+        return self.at_least >= self.preemptions
+
     def minimality(self) -> str:
         n = self.preemptions
         if self.proved:
-            how = "nothing to remove" if n == 0 else f"no failure with {n - 1} in {self.proof_executions} executions"
+            how = ("nothing to remove" if n == 0 else
+                   f"no failure with {n - 1} in {self.proof_executions:,} executions")
             return f"minimal: {plural(n, 'preemption')} (proved: {how})"
-        return f"{plural(n, 'preemption')} (not proved: budget of {self.proof_executions} executions ran out)"
+        if self.at_least > 0:
+            known = (f"at least {self.at_least}: no failure with at most {self.at_least - 1} "
+                     f"in {self.proof_executions:,} executions")
+        else:
+            known = "nothing proved"
+        why = ("interrupted" if self.interrupted else
+               f"the search with {self.budget_cut} ran out of its budget")
+        return f"{plural(n, 'preemption')} (not proved minimal: {known}; {why})"
 
     def seed_file(self, found: SeedFile) -> SeedFile:
         """The seed file of the shrunk schedule, derived from the one it was shrunk from."""
-        return attrs.evolve(found, strategy={"name": "shrink", "from": found.strategy},
+        origin = found.strategy.get("from", found.strategy) if found.strategy.get("name") == "shrink" \
+            else found.strategy
+        return attrs.evolve(found, strategy={"name": "shrink", "from": origin},
                             roles=self.execution.roles, steps=self.execution.steps,
                             failure=self.execution.failure, shrink=self.to_json())
 
     def to_json(self) -> dict:
         return {"preemptions": self.preemptions, "steps": len(self.execution.steps), "proved": self.proved,
-                "proof_executions": self.proof_executions, "original_steps": self.original_steps,
-                "original_preemptions": self.original_preemptions}
+                "at_least": self.at_least, "proof_executions": self.proof_executions,
+                "budget_cut": self.budget_cut, "interrupted": self.interrupted,
+                "original_steps": self.original_steps, "original_preemptions": self.original_preemptions}
 
 
 def shrink(scenario: Scenario, variant: Variant, execution: Execution,
-           proof_budget: int = PROOF_BUDGET) -> ShrinkResult:
+           proof_budget: int = PROOF_BUDGET, progress: Optional[Progress] = None) -> ShrinkResult:
+    """The same invariant broken with the fewest preemptions, then the fewest steps.
+
+    When local edits leave more than one preemption, the reduced search
+    (at most ``proof_budget`` executions) supplies the starting point with the
+    fewest; the naive searches of the proof share another ``proof_budget``.
+    A pure function of its arguments.
+    """
     target = execution.failure.invariant
+    work = _Work(scenario, variant, target, progress)
     best = execution
-    candidates = 0
-    while True:
-        best, tried = _local(scenario, variant, best, target)
-        candidates += tried
-        n = preemptions(best)
-        if n == 0:
-            return ShrinkResult(best, len(execution.steps), preemptions(execution), True, 0, candidates)
-        search = engine.explore(scenario, variant, reduction=False, preemption_bound=n - 1,
-                                max_executions=proof_budget, target=target)
-        if search.failure is not None:
-            best = search.failure
-            continue
-        return ShrinkResult(best, len(execution.steps), preemptions(execution), search.complete,
-                            search.executions, candidates)
+    at_least, proof, cut = 0, 0, None
+    try:
+        best = work.local(best)
+        if preemptions(best) > 1:
+            fewest = work.fewest_in_every_trace(proof_budget)
+            if fewest is not None and _key(fewest) < _key(best):
+                best = work.local(fewest)
+        while at_least < preemptions(best):
+            search = work.explore(f"proof: any failure with at most {at_least}?", reduction=False,
+                                  preemption_bound=at_least, max_executions=proof_budget - proof)
+            if search.interrupted:
+                raise KeyboardInterrupt
+            if search.failure is not None:  # at most `at_least`, and none with fewer: minimal
+                proof += search.executions
+                best = work.local(search.failure)
+                break
+            if not search.complete:
+                cut = at_least
+                break
+            proof += search.executions
+            at_least += 1
+    except KeyboardInterrupt:
+        return ShrinkResult(best, len(execution.steps), preemptions(execution), at_least, proof,
+                            work.candidates, cut, interrupted=True)
+    return ShrinkResult(best, len(execution.steps), preemptions(execution), at_least, proof, work.candidates, cut)
+
+
+@attrs.define
+class _Work:
+    """The runs of one shrink, counted for its progress line."""
+
+    scenario: Scenario
+    variant: Variant
+    target: str
+    progress: Optional[Progress]
+    candidates: int = 0
+    executions: int = 0
+
+    def _report(self, phase: str) -> None:
+        if self.progress is not None:
+            self.progress(self.executions, phase)
+
+    def local(self, best: Execution) -> Execution:
+        """Local edits until none improves (see the module notes)."""
+        improved = True
+        while improved:
+            improved = False
+            phase = f"local edits: {plural(preemptions(best), 'preemption')}, {len(best.steps)} steps"
+            for blocks in _edits(blocks_of(best.decisions)):
+                self.candidates += 1
+                self.executions += 1
+                self._report(phase)
+                candidate = engine.run_one(self.scenario, self.variant, Guided(blocks))
+                if candidate.failure is not None and candidate.failure.invariant == self.target \
+                        and _key(candidate) < _key(best):
+                    best = candidate
+                    improved = True
+                    break
+        return best
+
+    def explore(self, phase: str, **search) -> engine.ExploreResult:
+        before = self.executions
+
+        def progress(executions: int, pruned: int) -> None:
+            self.executions = before + executions + pruned
+            self._report(phase)
+
+        return engine.explore(self.scenario, self.variant, target=self.target, progress=progress, **search)
+
+    def fewest_in_every_trace(self, budget: int) -> Optional[Execution]:
+        """Of the reduced search's failing schedules (one per failing trace), one with the fewest preemptions."""
+        fewest: List[Execution] = []
+
+        def keep(execution: Execution, sched) -> None:
+            broken = execution.failure
+            if broken is not None and broken.invariant == self.target \
+                    and (not fewest or _key(execution) < _key(fewest[0])):
+                fewest[:] = [execution]
+
+        search = self.explore("reduced search: every failing trace", stop_on_failure=False,
+                              on_execution=keep, max_executions=budget)
+        if search.interrupted:
+            raise KeyboardInterrupt
+        return fewest[0] if fewest else None
 
 
 def _key(execution: Execution) -> Tuple[int, int]:
     return preemptions(execution), len(execution.steps)
-
-
-def _local(scenario: Scenario, variant: Variant, best: Execution, target: str) -> Tuple[Execution, int]:
-    tried = 0
-    improved = True
-    while improved:
-        improved = False
-        for blocks in _edits(blocks_of(best.decisions)):
-            tried += 1
-            candidate = engine.run_one(scenario, variant, Guided(blocks))
-            if candidate.failure is not None and candidate.failure.invariant == target \
-                    and _key(candidate) < _key(best):
-                best = candidate
-                improved = True
-                break
-    return best, tried
 
 
 def _edits(blocks: List[Block]):

@@ -106,7 +106,7 @@ BAD_SEED_FILES = {
     "diverging decision": (lambda p, t: edited(p, t, _divert), "diverges from the model at step"),
     "diverging label": (lambda p, t: edited(p, t, _relabel), "diverges from the model at step 3"),
     "missing file": (lambda p, t: t / "absent.json", "no such seed file"),
-    "directory": (lambda p, t: t, "cannot read seed file"),
+    "empty directory": (lambda p, t: t, "no seed files"),
 }
 
 
@@ -146,12 +146,17 @@ def test_bad_flags_get_one_line_and_exit_2(argv, expected, capsys):
     assert len(err) == 1 and expected in err[0], err
 
 
-def test_unwritable_out_dir_is_a_clean_error(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["fuzz", SCENARIO, "--variant", "unpatched", "--runs", "2000"],
+                                     ["explore", SCENARIO, "--variant", "unpatched"]])
+def test_an_unusable_out_dir_is_refused_before_running(command, tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    argv = ["fuzz", SCENARIO, "--variant", "unpatched", "--runs", "2000", "--out", str(blocker / "sub")]
-    assert cli.main(argv) == cli.EXIT_USAGE
-    assert "cannot write seed file" in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr(engine, "prepare", lambda *a, **k: ran.append(a) or pytest.fail("ran a schedule"))
+    assert cli.main(command + ["--out", str(blocker / "sub")]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == "" and not ran
+    assert captured.err.startswith("fuzzrmap: error: --out: cannot write to ") and "Not a directory" in captured.err
 
 
 def test_list_shows_every_variant_with_its_expectation(capsys):

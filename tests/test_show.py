@@ -1,5 +1,6 @@
 """``fuzzrmap show``: the timeline exports of a seed file (text, Chrome trace, HTML)."""
 
+import html
 import json
 import os
 import re
@@ -89,7 +90,7 @@ def test_text_is_what_replay_prints(seed_path, timeline, capsys):
     race = timeline.race
     assert race is not None, "a failing seed file has a racing pair"
     assert text == (f"{report.interleaving(timeline.execution, race, compact=True)}\n{report.legend()}\n\n"
-                    f"{report.verdict(timeline.execution, race)}\n")
+                    f"{report.verdict(timeline.execution, race, width=report.LINE)}\n")
     cli.main(["replay", str(seed_path)])
     replayed = capsys.readouterr().out
     assert replayed.split("\n", 2)[2] == text
@@ -97,7 +98,7 @@ def test_text_is_what_replay_prints(seed_path, timeline, capsys):
 
 # -- Chrome trace -------------------------------------------------------------------------
 
-REQUIRED = {"X": {"dur"}, "i": {"s"}, "M": {"args"}}
+REQUIRED = {"X": {"dur"}, "i": {"s"}, "M": {"args"}, "s": {"id"}, "f": {"id", "bp"}}
 
 
 def test_chrome_trace_events_are_well_formed(seed_path, capsys):
@@ -135,6 +136,21 @@ def test_chrome_trace_marks_the_failure_once(seed_path, recorded, capsys):
     assert recorded["failure"]["invariant"] in failure["name"]
     assert failure["args"] == recorded["failure"]
     assert failure["ts"] == recorded["failure"]["step"] * show.STEP_US
+
+
+def test_chrome_trace_marks_the_racing_pair_and_the_preemptions(seed_path, recorded, timeline, capsys):
+    events = json.loads(export(seed_path, "chrome", capsys))["traceEvents"]
+    flow = [e for e in events if e.get("cat") == "race"]
+    assert [e["ph"] for e in flow] == ["s", "f"] and flow[0]["id"] == flow[1]["id"]
+    assert [e["ts"] // show.STEP_US for e in flow] == list(timeline.race)
+    racing = [e["args"]["step"] for e in events if e.get("cat") == "step" and e["args"]["racing"]]
+    assert racing == list(timeline.race)
+    steps = recorded["steps"]
+    expected = [i for i in range(1, len(steps)) if steps[i]["task"] != steps[i - 1]["task"]
+                and steps[i - 1]["task"] in steps[i]["enabled"]]
+    marks = [e for e in events if e.get("cat") == "preemption"]
+    assert [e["args"]["step"] for e in marks] == expected and expected
+    assert all(e["tid"] == show.step_tid(steps[e["args"]["step"] - 1]["task"]) for e in marks)
 
 
 def test_chrome_trace_has_lock_holds_that_never_overlap_on_a_track(seed_path, recorded, capsys):
@@ -225,18 +241,29 @@ def parse(text):
 def test_html_is_well_formed_and_self_contained(page_text):
     page = parse(page_text)
     assert page.tags[0][0] == "html"
-    assert re.findall(r"https?://[^\s\"'<>]*", page_text) == [SVG_NAMESPACE]
+    assert set(re.findall(r"https?://[^\s\"'<>]*", page_text)) == {SVG_NAMESPACE}
     assert not [t for t, _, attrs in page.tags if t in ("script", "link", "img", "iframe") or "src" in attrs]
 
 
-def test_html_has_a_lane_per_thread_and_a_box_per_step(page_text, recorded):
+def test_html_has_a_lane_per_thread_and_a_labelled_box_per_step(page_text, recorded):
     page = parse(page_text)
-    assert [lane["thread"] for lane in page.lanes] == ran(recorded)
-    assert page.count("g", "lane") == len(ran(recorded))
-    assert page.count("rect", "step") == len(recorded["steps"])
-    for lane in page.lanes:
-        task = recorded["threads"].index(lane["thread"])
-        assert lane["steps"] == sum(1 for s in recorded["steps"] if s["task"] == task), lane
+    every = page_text[page_text.index('class="timeline every-step"'):]
+    assert [lane["thread"] for lane in page.lanes][len(ran(recorded)):] == ran(recorded)
+    assert every.count('<rect class="step ') == len(recorded["steps"])
+    for step in recorded["steps"]:
+        assert _e(step["label"].split()[-1]) in every
+    folded = page_text[page_text.index('class="timeline folded"'):page_text.index('class="timeline every-step"')]
+    assert folded.count('<rect class="step ') < len(recorded["steps"]), "quiet runs are folded"
+
+
+def _e(text):
+    return html.escape(text, quote=True)
+
+
+def test_html_names_the_strategy_in_words(page_text):
+    parse(page_text)
+    assert re.search(r"strategy: shrunk from PCT, seed 3, schedule \d+, depth 3, k \d+;", page_text)
+    assert "{'" not in page_text
 
 
 def test_html_header_names_the_failure_and_draws_the_race(page_text, timeline, recorded):
@@ -244,10 +271,10 @@ def test_html_header_names_the_failure_and_draws_the_race(page_text, timeline, r
     failure = recorded["failure"]
     assert failure["invariant"] in page.header and failure["message"] in page.header
     assert SCENARIO in page.header and "unpatched" in page.header
-    assert page.count("rect", "hold") == len(timeline.holds) > 0
+    assert page.count("rect", "hold") == 2 * len(timeline.holds) > 0, "in the folded and the full drawing"
     assert timeline.race is not None
-    assert page.count("line", "race") == 1
-    assert page.count("rect", "racing") == 2
+    assert page.count("line", "race") == 2
+    assert page.count("rect", "racing") == 4
 
 
 def test_html_escapes_text(seed_path, tmp_path):
@@ -264,27 +291,71 @@ def chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_html_renders_in_headless_chromium(page_text, recorded, tmp_path):
+VIEWPORT = (1280, 800)
+MEASURE = """<script>
+const boxes = {};
+for (const id of ["failing", "race-folded"]) {
+  const r = document.getElementById(id).getBoundingClientRect();
+  boxes[id] = [r.left, r.top, r.right, r.bottom];
+}
+document.body.dataset.boxes = JSON.stringify(boxes);
+document.body.dataset.viewport = JSON.stringify([innerWidth, innerHeight]);
+</script>"""
+
+
+def browse(browser, tmp_path, page_text, *flags):
+    page = tmp_path / "timeline.html"
+    page.write_text(page_text, encoding="utf-8")
+    common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=%d,%d" % VIEWPORT]
+    p = subprocess.run([browser, *common, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
+
+
+@pytest.mark.parametrize("which", ["flagship", "fork window"])
+def test_html_opens_on_the_race_in_headless_chromium(which, page_text, fork_page_text, recorded, tmp_path):
+    """The failing step and both ends of the racing pair's arrow lie in the first 1280x800 viewport."""
     browser = chromium()
     if browser is None:
         pytest.skip("chromium not installed: no 'chromium' or 'chromium-browser' on PATH (.ci/run installs it)")
-    page = tmp_path / "timeline.html"
-    page.write_text(page_text, encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count('class="lane"') == len(ran(recorded)), dom.stdout[:2000]
-    assert dom.stdout.count('class="step ') == len(recorded["steps"])
+    text = page_text if which == "flagship" else fork_page_text
+    dom = browse(browser, tmp_path, text.replace("</body>", MEASURE + "</body>"), "--dump-dom")
+    boxes = json.loads(html.unescape(re.search(r'data-boxes="([^"]*)"', dom).group(1)))
+    width, height = json.loads(re.search(r'data-viewport="([^"]*)"', dom).group(1))
+    # headless Chromium may keep some of the window for itself: the viewport is at most 1280x800
+    assert width == VIEWPORT[0] and 500 <= height <= VIEWPORT[1], (width, height)
+    for name, (left, top, right, bottom) in boxes.items():
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height, (name, boxes[name], (width, height))
+    assert boxes["failing"][3] - boxes["failing"][1] >= 10, "the failing step is drawn large enough to read"
+    if which == "flagship":
+        assert dom.count('class="lane"') == 2 * len(ran(recorded))
+        png = tmp_path / "timeline.png"
+        browse(browser, tmp_path, text, f"--screenshot={png}")
+        image = png.read_bytes()
+        assert image.startswith(b"\x89PNG") and len(image) > 20_000, len(image)
 
-    png = tmp_path / "timeline.png"
-    shot = subprocess.run([browser, *flags, "--window-size=1600,600", f"--screenshot={png}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    assert shot.returncode == 0, shot.stderr[-2000:]
-    image = png.read_bytes()
-    assert image.startswith(b"\x89PNG") and len(image) > 20_000, len(image)
+
+@pytest.fixture(scope="module")
+def fork_page_text(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fork")
+    assert cli.main(["explore", "uffd-move-vs-page-idle-fork", "--out", str(out), "--json"]) == cli.EXIT_FOUND
+    (path,) = out.glob("*.json")
+    return show.html_page(show.record(seedfile.read(path)))
+
+
+# -- changelog --------------------------------------------------------------------------------
+
+def test_changelog_draws_the_race_in_72_columns(seed_path, recorded, capsys):
+    text = export(seed_path, "changelog", capsys)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 72
+    assert lines[0].split() == ran(recorded)
+    assert "folio_lock_anon_vma_read()" in text and "move_pages()" in text
+    assert "READ_ONCE(folio->mapping)" in text and f"/* {recorded['failure']['invariant']} */" in text
+    starts = {line.index(line.strip()) for line in lines[3:] if line.strip().endswith("()")}
+    assert len(starts) == len(ran(recorded)), "one column per thread"
 
 
 # -- the command line ---------------------------------------------------------------------

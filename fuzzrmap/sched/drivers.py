@@ -21,9 +21,13 @@ awaits trio, and a stray await is reported as a :class:`ModelError`.
 
 from __future__ import annotations
 
+import sys
 from typing import Callable, Iterable, List
 
 import trio
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 from fuzzrmap.sched.scheduler import Phase, Scheduler
 
@@ -43,8 +47,18 @@ def run_direct(sched: Scheduler) -> None:
 
 
 def run_trio(prepared: Iterable[Prepare]) -> List[Scheduler]:
-    """Run several schedules, one after another, inside a single ``trio.run``."""
-    return trio.run(_run_all, list(prepared))
+    """Run several schedules, one after another, inside a single ``trio.run``.
+
+    Ctrl-C raises :class:`KeyboardInterrupt`, as with :func:`run_direct`, not
+    the exception group trio's nursery wraps it in.
+    """
+    try:
+        return trio.run(_run_all, list(prepared))
+    except BaseExceptionGroup as group:
+        rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
+        if rest is None:
+            raise KeyboardInterrupt from None
+        raise
 
 
 async def _run_all(prepared: List[Prepare]) -> List[Scheduler]:

@@ -5,8 +5,12 @@ schedule, a fingerprint of the model it ran against, every step (task id,
 kernel function, step label, enabled set) and the failure.  It is data only:
 it is parsed with :mod:`json`, validated field by field, and the scenario is
 looked up by its registered name; nothing in it is ever executed or
-unpickled.  Files are written atomically (temporary file, fsync, rename), so
-an interrupted run leaves either the old file or the new one.
+unpickled.  Only regular files of bounded size are read, strict JSON only
+(no ``NaN``, no booleans where numbers belong), and the free-form
+``strategy`` and ``shrink`` objects are checked to be shallow plain data
+before anything copies them.  Files are written atomically
+(:func:`fuzzrmap.files.write_text`), so an interrupted run leaves either the
+old file or the new one.
 
 Format (``"format": "fuzzrmap-seed"``, ``"version": 1``)::
 
@@ -29,17 +33,20 @@ read (or edited) at a glance; the two must agree.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
 import attrs
 
+from fuzzrmap import files
+from fuzzrmap.files import shown
 from fuzzrmap.sched.trace import Failure, Step
 
 FORMAT = "fuzzrmap-seed"
 VERSION = 1
+#: how deep ``strategy`` and ``shrink`` may nest (a shrunk file's strategy holds the original's)
+PLAIN_DEPTH = 4
 
 
 class SeedFileError(Exception):
@@ -77,35 +84,36 @@ class SeedFile:
         return data
 
 
-def write(seed: SeedFile, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(seed.to_json(), f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write(seed: SeedFile, path: Path, replace: bool = True) -> Path:
+    """Write ``seed`` atomically as strict JSON, creating its directory; return the path written.
+
+    With ``replace=False`` a different existing file is never overwritten
+    (see :func:`fuzzrmap.files.write_text`).  Raises :class:`OSError`.
+    """
+    text = json.dumps(seed.to_json(), indent=1, allow_nan=False) + "\n"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return files.write_text(text, path, replace=replace)
 
 
 def read(path: Path) -> SeedFile:
-    path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SeedFileError(f"{path}: no such seed file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeedFileError(f"{path}: cannot read seed file ({e.__class__.__name__}: {e})") from None
+        text = files.read_text(Path(path), "seed file")
+    except files.FileError as e:
+        raise SeedFileError(str(e)) from None
+    where = shown(str(path))
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise SeedFileError(f"{path}: not a seed file: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
-    return parse(data, str(path))
+        raise SeedFileError(f"{where}: not a seed file: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
+    except RecursionError:
+        raise SeedFileError(f"{where}: not a seed file: JSON nested too deeply") from None
+    except ValueError as e:  # a number beyond int's digit limit, or NaN/Infinity
+        raise SeedFileError(f"{where}: not a seed file: {e.args[0].split(';')[0]}") from None
+    return parse(data, where)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def parse(data: Any, where: str) -> SeedFile:
@@ -113,15 +121,16 @@ def parse(data: Any, where: str) -> SeedFile:
         if not isinstance(obj, dict) or key not in obj:
             raise SeedFileError(f"{where}: malformed seed file: missing {ctx}{key!r}")
         value = obj[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise SeedFileError(f"{where}: malformed seed file: {ctx}{key!r} should be {_kind(kind)}")
         return value
 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SeedFileError(f"{where}: not a fuzzrmap seed file (no \"format\": \"{FORMAT}\")")
     version = data.get("version")
-    if version != VERSION:
-        raise SeedFileError(f"{where}: seed file format version {version!r} is not supported (this fuzzrmap reads version {VERSION})")
+    if type(version) is not int or version != VERSION:
+        raise SeedFileError(f"{where}: seed file format version {_brief(version)} is not supported "
+                            f"(this fuzzrmap reads version {VERSION})")
     roles = need(data, "threads", list)
     if not all(isinstance(r, str) for r in roles):
         raise SeedFileError(f"{where}: malformed seed file: 'threads' should be a list of names")
@@ -131,7 +140,7 @@ def parse(data: Any, where: str) -> SeedFile:
         ctx = f"steps[{i}]."
         task = need(raw, "task", int, ctx)
         enabled = need(raw, "enabled", list, ctx)
-        if not all(isinstance(e, int) and 0 <= e < len(roles) for e in enabled) or not 0 <= task < len(roles):
+        if not all(type(e) is int and 0 <= e < len(roles) for e in enabled) or not 0 <= task < len(roles):
             raise SeedFileError(f"{where}: malformed seed file: {ctx[:-1]} names a thread that does not exist")
         steps.append(Step(task, need(raw, "func", str, ctx), need(raw, "label", str, ctx), tuple(enabled)))
     if decisions != [s.task for s in steps]:
@@ -142,16 +151,39 @@ def parse(data: Any, where: str) -> SeedFile:
             need(failure, key, str, "failure.")
         need(failure, "step", int, "failure.")
         failure = Failure.from_json(failure)
+    strategy = need(data, "strategy", dict)
+    _check_plain(strategy, where, "strategy")
+    shrunk = data.get("shrink")
+    if shrunk is not None:
+        need(data, "shrink", dict)
+        _check_plain(shrunk, where, "shrink")
     return SeedFile(
         scenario=need(data, "scenario", str),
         variant=need(data, "variant", str),
-        strategy=need(data, "strategy", dict),
+        strategy=strategy,
         fingerprint=need(data, "fingerprint", str),
         roles=tuple(roles),
         steps=tuple(steps),
         failure=failure,
-        shrink=data.get("shrink") if isinstance(data.get("shrink"), dict) else None,
+        shrink=shrunk,
     )
+
+
+def _check_plain(value: Any, where: str, ctx: str, depth: int = 0) -> None:
+    """``value`` is an object of strings, whole or finite numbers, booleans, null and such objects."""
+    if isinstance(value, dict):
+        if depth >= PLAIN_DEPTH:
+            raise SeedFileError(f"{where}: malformed seed file: {ctx!r} nests deeper than {PLAIN_DEPTH} objects")
+        for key, item in value.items():
+            _check_plain(item, where, f"{ctx}.{key}", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value) or isinstance(value, list):
+        raise SeedFileError(f"{where}: malformed seed file: {shown(ctx)} should be a string, number or object")
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    return shown(json.dumps(value), 20)
 
 
 def _kind(kind) -> str:

@@ -23,6 +23,7 @@ ran.  Schedule ``i`` of seed ``s`` draws from its own generator, seeded with
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Dict, List, Optional, Tuple
 
@@ -73,7 +74,11 @@ class PCT(Strategy):
         return {"name": self.name, "seed": self.seed, "schedule": self.index, "depth": self.depth, "k": self.k}
 
     def miss_probability(self, runs: int) -> float:
-        """Upper bound on missing a depth-``depth`` bug in ``runs`` schedules."""
+        """Upper bound on missing a depth-``depth`` bug in ``runs`` schedules.
+
+        Computed in logarithms, so a large depth gives a bound near 1 rather
+        than an overflow.
+        """
         n = max(self.max_tasks, 1)
-        p = 1.0 / (n * self.k ** (self.depth - 1))
-        return (1.0 - p) ** runs
+        log_p = -(math.log(n) + (self.depth - 1) * math.log(self.k))
+        return math.exp(runs * math.log1p(-math.exp(log_p))) if log_p < 0 else 0.0

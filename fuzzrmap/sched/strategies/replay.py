@@ -41,7 +41,7 @@ class Replay(Strategy):
         if (step.func, step.label) != (want.func, want.label):
             raise Divergence(
                 f"step {self._at}: task {step.task} is at {step.func} {step.label!r}, "
-                f"the seed file recorded {want.func} {want.label!r}")
+                f"the seed file recorded {want.func!r} {want.label!r}")
         if step.enabled != want.enabled:
             raise Divergence(
                 f"step {self._at}: enabled tasks are {list(step.enabled)}, "
