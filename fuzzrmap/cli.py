@@ -67,6 +67,11 @@ _natural = _whole(0, None, "must not be negative")
 _seed = _whole(0, 2**32, "must be between 0 and 2**32-1")
 
 
+SCENARIO_HELP = "a registered scenario (fuzzrmap list) or a scenario file: path/to/file.py[:NAME]"
+SCENARIO_FILE_HELP = ("the scenario file of a seed file recorded from one (a seed file never loads code "
+                      "by itself)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fuzzrmap", description="Deterministic interleaving fuzzer for kernel rmap locking.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
 
     fz = sub.add_parser("fuzz", help="run schedules until a failure is found")
-    fz.add_argument("scenario")
+    fz.add_argument("scenario", help=SCENARIO_HELP)
     fz.add_argument("--variant", default="fixed")
     fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default 10000)")
     fz.add_argument("--seed", type=_seed, default=0)
@@ -97,12 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     sk = sub.add_parser("shrink", help="shrink a seed file to the fewest preemptions, then the fewest steps")
     sk.add_argument("seedfile", type=Path)
     sk.add_argument("-o", "--output", type=Path, help="where to write it (default: SEEDFILE-min.json)")
+    sk.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N")
     sk.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     sk.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("explore", help="search all interleavings (partial-order reduction) for a violation")
-    ex.add_argument("scenario")
+    ex.add_argument("scenario", help=SCENARIO_HELP)
     ex.add_argument("--variant", default="fixed")
     ex.add_argument("--preemption-bound", type=_natural, metavar="K",
                     help="only schedules with at most K preemptions (naive search, no reduction)")
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
     rp.add_argument("seedfile", type=Path)
     rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
+    rp.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     rp.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     rp.add_argument("--json", action="store_true")
 
@@ -123,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="text (as replay prints it), html (one self-contained page) or chrome "
                          "(Trace Event JSON for ui.perfetto.dev or chrome://tracing)")
     sh.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    sh.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     return p
 
 
@@ -183,7 +191,7 @@ def _strategy(args):
 
 
 def cmd_fuzz(args) -> int:
-    scenario = registry.get(args.scenario)
+    scenario = registry.resolve(args.scenario)
     variant = scenario.variant(args.variant)
     strategy = _strategy(args)
     show_progress = not args.json and sys.stderr.isatty()
@@ -239,7 +247,7 @@ def cmd_fuzz(args) -> int:
                       f"to {len(execution.steps)} steps; {shrunk.minimality()}")
                 print(f"  as found:  {original_path}")
             print(f"  seed file: {path}")
-            print(f"  replay it: fuzzrmap replay {path}")
+            print(f"  replay it: {scenario.replay_command(path)}")
             print()
             print(_picture(scenario, variant, execution, args.full))
         elif result.interrupted:
@@ -263,7 +271,7 @@ def _save(seed, path: Path) -> None:
 
 
 def cmd_explore(args) -> int:
-    scenario = registry.get(args.scenario)
+    scenario = registry.resolve(args.scenario)
     variant = scenario.variant(args.variant)
     reduction = not args.no_reduction and args.preemption_bound is None
     result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
@@ -303,7 +311,7 @@ def cmd_explore(args) -> int:
         if failure is not None:
             print(f"VIOLATION {failure.headline()}")
             print(f"  seed file: {path}")
-            print(f"  replay it: fuzzrmap replay {path}")
+            print(f"  replay it: {scenario.replay_command(path)}")
         elif result.complete:
             scope = ("every interleaving is equivalent to one that was run" if reduction else
                      "every schedule was run" if args.preemption_bound is None or not result.bound_cut else
@@ -328,10 +336,10 @@ def _picture(scenario, variant, execution, full: bool) -> str:
 
 def cmd_shrink(args) -> int:
     seed = seedfile.read(args.seedfile)
-    execution = engine.replay(seed)
+    execution = engine.replay(seed, scenario_file=args.scenario)
     if execution.failure is None:
         raise UsageError(f"{args.seedfile}: its schedule does not fail, there is nothing to shrink")
-    scenario = registry.get(seed.scenario)
+    scenario = engine.scenario_for(seed, args.scenario)
     variant = scenario.variant(seed.variant)
     shrunk = shrink.shrink(scenario, variant, execution, proof_budget=args.proof_budget)
     output = args.output or args.seedfile.with_name(args.seedfile.stem + "-min.json")
@@ -351,7 +359,7 @@ def cmd_shrink(args) -> int:
 
 def cmd_replay(args) -> int:
     seed = seedfile.read(args.seedfile)
-    execution = engine.replay(seed, driver=args.driver)
+    execution = engine.replay(seed, driver=args.driver, scenario_file=args.scenario)
     reproduced = _same_failure(seed.failure, execution.failure)
     if args.json:
         print(json.dumps({
@@ -363,7 +371,7 @@ def cmd_replay(args) -> int:
             "reproduced": reproduced,
         }, indent=1))
     else:
-        scenario = registry.get(seed.scenario)
+        scenario = engine.scenario_for(seed, args.scenario)
         print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps, "
               f"{report.plural(len(report.preemption_steps(execution)), 'preemption')}")
         print()
@@ -376,7 +384,7 @@ def cmd_replay(args) -> int:
 
 def cmd_show(args) -> int:
     seed = seedfile.read(args.seedfile)
-    document = show.render(show.record(seed), args.format)
+    document = show.render(show.record(seed, args.scenario), args.format)
     if args.output is None:
         sys.stdout.write(document)
         return EXIT_CLEAN

@@ -23,7 +23,8 @@ from fuzzrmap.kernel.generations import G0, G1
 from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK
 from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.userfaultfd import move_pages
-from fuzzrmap.scenario import CLEAN, FAILS, Variant, World
+from fuzzrmap.kernel.environment import KernelWorld
+from fuzzrmap.scenario import CLEAN, FAILS, Variant
 
 S_ADDR = 0x10000
 D_ADDR = 0x40000
@@ -69,7 +70,7 @@ def build(k: Kernel) -> UffdWorld:
     return UffdWorld(mm, src, dst, folio, parent, child)
 
 
-def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> World:
+def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> KernelWorld:
     """The reader, the mover, munmap of S and, with ``fork``, a fork that re-uses freed slots."""
     async def mover():
         await move_pages(w.mm, w.dst, w.src, D_ADDR, S_ADDR, PAGE_SIZE)
@@ -83,12 +84,12 @@ def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> World:
     racing = [("reader", reader), ("mover", mover), ("munmap", munmap)]
     if fork:
         racing.append(("fork", forker))
-    return World(threads=racing, folios=[w.folio])
+    return KernelWorld(threads=racing, folios=[w.folio])
 
 
-def setup_with(reader: Callable[[Folio], Coroutine], fork: bool) -> Callable[[Kernel], World]:
+def setup_with(reader: Callable[[Folio], Coroutine], fork: bool) -> Callable[[Kernel], KernelWorld]:
     """A scenario's setup: the common state, ``reader(F)`` as the reader thread, and the others."""
-    def setup(k: Kernel) -> World:
+    def setup(k: Kernel) -> KernelWorld:
         w = build(k)
 
         async def read():

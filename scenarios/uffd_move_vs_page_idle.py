@@ -10,6 +10,7 @@ freed anon_vma here; ``uffd-move-vs-page-idle-fork`` adds one.
 """
 
 from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs
+from fuzzrmap.kernel.environment import KERNEL
 from fuzzrmap.scenario import FAILS, Scenario
 
 from fuzzrmap.scenarios import uffd_common
@@ -21,4 +22,5 @@ SCENARIO = Scenario(
     summary="page_idle_clear_pte_refs() (unlocked, blocking) vs UFFDIO_MOVE + munmap",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS),
     setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=False),
+    environment=KERNEL,
 )

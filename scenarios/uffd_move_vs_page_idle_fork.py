@@ -30,6 +30,7 @@ path.
 """
 
 from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs
+from fuzzrmap.kernel.environment import KERNEL
 from fuzzrmap.scenario import FAILS, Scenario
 
 from fuzzrmap.scenarios import uffd_common
@@ -41,4 +42,5 @@ SCENARIO = Scenario(
     summary="page_idle vs UFFDIO_MOVE + munmap + fork re-using the slot: a window the patch leaves open",
     variants=uffd_common.variants(no_slow_recheck_expect=FAILS, fixed_expect=FAILS),
     setup=uffd_common.setup_with(page_idle_clear_pte_refs, fork=True),
+    environment=KERNEL,
 )

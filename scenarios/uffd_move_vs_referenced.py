@@ -12,6 +12,7 @@ dropping only the slow-path recheck is harmless here.
 """
 
 from fuzzrmap.kernel.rmap import folio_referenced
+from fuzzrmap.kernel.environment import KERNEL
 from fuzzrmap.scenario import CLEAN, Scenario
 
 from fuzzrmap.scenarios import uffd_common
@@ -28,4 +29,5 @@ SCENARIO = Scenario(
     summary="folio_referenced() (unlocked, try_lock) vs UFFDIO_MOVE + munmap + slot re-use",
     variants=uffd_common.variants(no_slow_recheck_expect=CLEAN),
     setup=uffd_common.setup_with(reclaim_ages, fork=True),
+    environment=KERNEL,
 )
