@@ -253,7 +253,8 @@ def cmd_fuzz(args) -> int:
         elif result.interrupted:
             print("interrupted: no failure found so far")
         else:
-            print(f"no failure found ({result.accuracy_events} accuracy events, I10c, which the fixed kernel has too)")
+            events = f" ({result.accuracy_events} accuracy events, which do not fail a schedule)" if result.accuracy_events else ""
+            print(f"no failure found{events}")
             if isinstance(strategy, PCT):
                 print(f"PCT bound: n={strategy.max_tasks} threads, k={strategy.k} steps, depth d={strategy.depth}: "
                       f"a depth-{strategy.depth} bug is missed with probability <= "
