@@ -186,13 +186,17 @@ def scenario_for(seed: SeedFile, scenario_file: Optional[str] = None) -> Scenari
 
 
 def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] = None,
-           scenario_file: Optional[str] = None) -> Execution:
+           scenario_file: Optional[str] = None, scenario: Optional[Scenario] = None) -> Execution:
     """Re-execute ``seed``'s decisions; ``observer`` is passed on to :func:`run_one`.
 
     ``scenario_file`` is the scenario file the user named for a seed file whose
-    scenario was found in a file (see :func:`fuzzrmap.scenario.for_seed`).
+    scenario was found in a file (see :func:`fuzzrmap.scenario.for_seed`);
+    ``scenario``, the seed file's scenario when the caller already holds it.
     """
-    scenario = scenario_for(seed, scenario_file)
+    if scenario is None:
+        scenario = scenario_for(seed, scenario_file)
+    elif scenario.name != seed.scenario:
+        raise ReplayError(f"seed file is of scenario {seed.scenario!r}, not {scenario.name!r}")
     variant = scenario.variant(seed.variant)
     current = fingerprint(scenario)
     if seed.fingerprint != current:

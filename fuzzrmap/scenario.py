@@ -246,24 +246,28 @@ def resolve(ref: str) -> Scenario:
     return load_file(*_split(ref))
 
 
-def load_file(path: str, name: Optional[str] = None) -> Scenario:
-    """Execute the scenario file ``path`` (once per process) and return its scenario ``name``
-    (or its only one)."""
+def file_scenarios(path: str) -> List[Scenario]:
+    """Execute the scenario file ``path`` (once per process) and return its scenarios."""
     file = Path(path)
     if not file.is_file():
         raise UnknownName(f"no scenario file {path}")
-    module = _import_file(file.resolve())
-    found = module_scenarios(module)
+    found = module_scenarios(_import_file(file.resolve()))
     if not found:
         raise UnknownName(f"{path} defines no SCENARIO or SCENARIOS")
+    return [attrs.evolve(sc, source=path) for sc in found]
+
+
+def load_file(path: str, name: Optional[str] = None) -> Scenario:
+    """The scenario ``name`` of the file ``path`` (or its only one)."""
+    found = file_scenarios(path)
     if name is None:
         if len(found) > 1:
             raise UnknownName(f"{path} defines several scenarios ({', '.join(s.name for s in found)}): "
                               f"name one as {path}:NAME")
-        return attrs.evolve(found[0], source=path)
+        return found[0]
     for sc in found:
         if sc.name == name:
-            return attrs.evolve(sc, source=path)
+            return sc
     raise UnknownName(f"{path} has no scenario {name!r} (it defines: {', '.join(s.name for s in found)})")
 
 
