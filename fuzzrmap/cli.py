@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report, show, shrink
+from fuzzrmap import engine, necessity, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.kernel.generations import GENERATIONS
@@ -117,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
     ex.add_argument("--json", action="store_true")
 
+    ne = sub.add_parser("necessity", help="revert each hunk of a variant alone and search: which hunks are needed")
+    ne.add_argument("scenario", help=SCENARIO_HELP)
+    ne.add_argument("--variant", default="fixed")
+    ne.add_argument("--max-executions", type=_positive, default=necessity.MAX_EXECUTIONS, metavar="N",
+                    help="explore budget per hunk, then PCT (default %(default)s)")
+    ne.add_argument("--runs", type=_positive, default=necessity.RUNS, metavar="N",
+                    help="PCT schedules when explore was not complete (default %(default)s)")
+    ne.add_argument("--seed", type=_seed, default=0)
+    ne.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where witnesses' seed files go")
+    ne.add_argument("--json", action="store_true")
+
     rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
     rp.add_argument("seedfile", type=Path)
     rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
@@ -137,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
+        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show,
+                "necessity": cmd_necessity}[args.command](args)
     except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
@@ -381,6 +393,43 @@ def cmd_replay(args) -> int:
         raise engine.ReplayError("replay did not reproduce the recorded failure "
                                  f"(recorded {_describe(seed.failure)}, got {_describe(execution.failure)})")
     return EXIT_FOUND if execution.failure else EXIT_CLEAN
+
+
+def cmd_necessity(args) -> int:
+    scenario = registry.resolve(args.scenario)
+    variant = scenario.variant(args.variant)
+    if not variant.code_hunks():
+        raise UsageError(f"variant {variant.name!r} of {scenario.name} has no code hunk to revert ({variant.scope()})")
+    budget = dict(max_executions=args.max_executions, runs=args.runs, seed=args.seed)
+    try:
+        baseline = necessity.search(scenario, variant, **budget)
+        verdicts = necessity.analyse(scenario, variant, args.out, **budget)
+    except OSError as e:
+        raise UsageError(f"cannot write seed file in {args.out}: {e.strerror or e}") from None
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "variant": variant.name, "scope": variant.scope(),
+                          "baseline": {"fails": baseline.failure is not None, "complete": baseline.complete,
+                                       "invariant": baseline.failure.failure.invariant if baseline.failure else None},
+                          "hunks": [v.to_json() for v in verdicts]}))
+        return EXIT_CLEAN
+    print(f"{scenario.name} / {variant.name} ({variant.scope()}): each hunk reverted alone, searched with explore "
+          f"(up to {args.max_executions} executions), then PCT ({args.runs} schedules) if that was not complete")
+    print(f"  the variant itself: {baseline.describe()}")
+    if baseline.failure is not None:
+        print("  it fails already, so a failure without a hunk does not show that the hunk is needed")
+    width = max(len(v.variant.name.rpartition('~')[2]) for v in verdicts)
+    for v in verdicts:
+        name = v.variant.name.rpartition("~")[2]
+        if v.needed:
+            verdict = f"NEEDED: without it, {v.failure.failure.headline()} (found by {v.found_by})"
+        elif v.needed is None:
+            verdict = f"unknown: no failure found, but the search was not complete ({v.describe()})"
+        else:
+            verdict = f"not needed under this model: complete search, {v.executions} executions, no failure"
+        print(f"  {name:{width}}  {verdict}")
+        if v.seed_file is not None:
+            print(f"  {'':{width}}  seed file: {v.seed_file}; replay it: {scenario.replay_command(v.seed_file)}")
+    return EXIT_CLEAN
 
 
 def cmd_show(args) -> int:
