@@ -402,8 +402,7 @@ def cmd_necessity(args) -> int:
         raise UsageError(f"variant {variant.name!r} of {scenario.name} has no code hunk to revert ({variant.scope()})")
     budget = dict(max_executions=args.max_executions, runs=args.runs, seed=args.seed)
     try:
-        baseline = necessity.search(scenario, variant, **budget)
-        verdicts = necessity.analyse(scenario, variant, args.out, **budget)
+        baseline, verdicts = necessity.analyse(scenario, variant, args.out, **budget)
     except OSError as e:
         raise UsageError(f"cannot write seed file in {args.out}: {e.strerror or e}") from None
     if args.json:
@@ -420,7 +419,9 @@ def cmd_necessity(args) -> int:
     width = max(len(v.variant.name.rpartition('~')[2]) for v in verdicts)
     for v in verdicts:
         name = v.variant.name.rpartition("~")[2]
-        if v.needed:
+        if v.baseline_fails and v.failure is not None:
+            verdict = f"undecided: fails without it too ({v.failure.failure.invariant}, found by {v.found_by})"
+        elif v.needed:
             verdict = f"NEEDED: without it, {v.failure.failure.headline()} (found by {v.found_by})"
         elif v.needed is None:
             verdict = f"unknown: no failure found, but the search was not complete ({v.describe()})"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, List, Optional
 import attrs
 
 from fuzzrmap import fingerprint as fingerprints
-from fuzzrmap.environment import Environment
+from fuzzrmap.environment import Environment, exit_resource
 from fuzzrmap.scenario import Scenario, Variant, World, for_seed
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler, Violation
@@ -32,7 +32,7 @@ from fuzzrmap.sched.api import RUNNING, running, touch
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
-from fuzzrmap.sched.trace import Execution, Failure
+from fuzzrmap.sched.trace import Execution
 
 DRIVERS = ("direct", "trio")
 
@@ -69,7 +69,7 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
 async def _thread(body, env: Environment):
     await body()
     task = running()
-    touch(f"exit:{task.role}", True)
+    touch(exit_resource(task.role), True)
     env.thread_exit(task.state)
 
 

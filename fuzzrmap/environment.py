@@ -40,6 +40,11 @@ if TYPE_CHECKING:  # pragma: no cover
 Thread = Tuple[str, Callable[[], Coroutine]]
 
 
+def exit_resource(role: str) -> str:
+    """The footprint name of thread ``role``'s having returned (written at its end, read by joins)."""
+    return f"exit:{role}"
+
+
 class Environment:
     """The interface; a subclass overrides what it needs.  As it is, the plain environment."""
 

@@ -24,7 +24,7 @@ both "not needed" alone).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import attrs
 
@@ -52,11 +52,15 @@ class Search:
     #: the strategy that found the failure (what its seed file records)
     strategy: Optional[Strategy] = None
     seed_file: Optional[Path] = None
+    #: the variant fails with the hunk too, so a failure without it decides nothing
+    baseline_fails: bool = False
 
     @property
     def needed(self) -> Optional[bool]:
         """As a reverted hunk's verdict: True needed, False not needed, None unknown."""
-        return True if self.failure is not None else False if self.complete else None
+        if self.failure is not None:
+            return None if self.baseline_fails else True
+        return False if self.complete else None
 
     def describe(self) -> str:
         if self.failure is not None:
@@ -92,15 +96,17 @@ def search(scenario: Scenario, variant: Variant, max_executions: int = MAX_EXECU
 
 
 def analyse(scenario: Scenario, variant: Variant, out: Path, max_executions: int = MAX_EXECUTIONS,
-            runs: int = RUNS, seed: int = 0) -> List[Search]:
-    """One :class:`Search` per code hunk of ``variant``, reverted alone; witnesses shrunk and saved in ``out``."""
+            runs: int = RUNS, seed: int = 0) -> Tuple[Search, List[Search]]:
+    """The search of ``variant`` itself, and one :class:`Search` per code hunk of it, reverted
+    alone; the witnesses are shrunk and saved in ``out``."""
+    baseline = search(scenario, variant, max_executions, runs, seed)
     verdicts = []
     for h in variant.code_hunks():
         result = search(scenario, variant.without(h), max_executions, runs, seed)
         if result.failure is not None:
-            result = _witness(scenario, result, out)
+            result = attrs.evolve(_witness(scenario, result, out), baseline_fails=baseline.failure is not None)
         verdicts.append(result)
-    return verdicts
+    return baseline, verdicts
 
 
 def _witness(scenario: Scenario, result: Search, out: Path) -> Search:

@@ -39,6 +39,7 @@ import sys
 from typing import Any, Awaitable, Callable, List
 
 from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.environment import exit_resource
 from fuzzrmap.sched.api import RUNNING, ModelError, point, reads, running, touch, wait_until, writes
 
 MUTEX = "mutex"
@@ -295,12 +296,12 @@ class Thread:
         self.created = True
 
     async def join(self) -> None:
-        func, exited = _caller(), reads(f"exit:{self.role}")
-        await point(func, f"join {self.role}", exited)
-        touch(f"exit:{self.role}", False)
+        func, exited = _caller(), exit_resource(self.role)
+        await point(func, f"join {self.role}", reads(exited))
+        touch(exited, False)
         if not self.done:
-            await wait_until(func, f"join {self.role} [it has returned]", lambda: self.done, exited)
-            touch(f"exit:{self.role}", False)
+            await wait_until(func, f"join {self.role} [it has returned]", lambda: self.done, reads(exited))
+            touch(exited, False)
 
     async def _run(self) -> None:
         await wait_until("thread_start", f"{self.role} waits to be created", lambda: self.created,

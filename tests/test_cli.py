@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzzrmap import cli, engine, fingerprint
+from fuzzrmap import cli, fingerprint
 
 SCENARIO = "uffd-move-vs-page-idle"
 

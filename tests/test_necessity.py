@@ -33,3 +33,37 @@ def test_necessity_says_unknown_when_the_budget_is_too_small(tmp_path, capsys):
 def test_necessity_needs_a_variant_with_hunks(capsys):
     assert cli.main(["necessity", EXAMPLE, "--variant", "unpatched"]) == cli.EXIT_USAGE
     assert "has no code hunk to revert" in capsys.readouterr().err
+
+
+ALWAYS = '''
+from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.hunks import hunk
+from fuzzrmap.scenario import FAILS, Scenario, Variant, World
+from fuzzrmap.sync import Cell
+
+NOOP = hunk("always.noop", "changes nothing")
+
+
+def setup():
+    c = Cell("c", 0)
+
+    async def t():
+        await c.store(1)
+
+    def check():
+        raise violation("ALWAYS", SAFETY, "fails whatever the hunks")
+
+    return World(threads=[("t", t)], final_check=check)
+
+
+SCENARIO = Scenario("always", "t", "t", (Variant("v", FAILS, "", add=[NOOP]),), setup)
+'''
+
+
+def test_a_failure_without_a_hunk_decides_nothing_when_the_variant_fails_anyway(tmp_path, capsys):
+    (tmp_path / "always.py").write_text(ALWAYS)
+    argv = ["necessity", str(tmp_path / "always.py"), "--variant", "v", "--out", str(tmp_path), "--json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["baseline"]["fails"] is True
+    assert out["hunks"][0]["needed"] is None and out["hunks"][0]["invariant"] == "ALWAYS"
