@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
+from pathlib import Path
 from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
+from fuzzrmap.environment import PLAIN, Environment
 from fuzzrmap.scenario import Scenario, UnknownName, Variant, World
 
 
@@ -90,17 +93,23 @@ _CAST = re.compile(r"^(?P<kind>[a-z0-9][a-z0-9_-]*)(?:\((?P<args>[^()]*)\))?$")
 class Catalogue:
     """The actors over one kind of world.
 
-    ``build(globals)`` makes a fresh world for each schedule from the
-    environment's globals (for the kernel model: the ``Kernel``);
-    ``folios(world)`` lists what the end-of-run checks look at.
+    ``build(globals)`` makes a fresh model world for each schedule from the
+    ``environment``'s globals (for the kernel model: the ``Kernel``);
+    ``world(model_world, threads)`` wraps it with the composition's threads
+    into the :class:`~fuzzrmap.scenario.World` the environment expects (for
+    the kernel model: with the folios its end-of-run checks look at).
+    ``module`` is the module that defines the catalogue: a composition's
+    seed files are fingerprinted from it.
     """
 
     name: str
     summary: str
     actors: Tuple[Actor, ...] = attrs.field(converter=tuple)
     build: Callable[[Any], Any]
-    folios: Callable[[Any], List[Any]]
+    world: Callable[[Any, List[Tuple[str, Callable[[], Coroutine]]]], World]
     variants: Tuple[Variant, ...] = attrs.field(converter=tuple)
+    environment: Environment = PLAIN
+    module: str = ""
 
     def actor(self, kind: str) -> Actor:
         for a in self.actors:
@@ -169,20 +178,22 @@ class Composition:
 
     def setup(self, globals_: Any) -> World:
         world = self.catalogue.build(globals_)
-        threads = []
-        for role, cast in zip(self.roles(), self.casts):
-            threads.append((role, _body(cast, world)))
-        return World(threads=threads, folios=self.catalogue.folios(world))
+        threads = [(role, _body(cast, world)) for role, cast in zip(self.roles(), self.casts)]
+        return self.catalogue.world(world, threads)
 
     def scenario(self, name: Optional[str] = None, spec: str = "composition", summary: Optional[str] = None,
                  variants: Optional[Sequence[Variant]] = None) -> Scenario:
         """This composition as a scenario (its own name unless a scenario file gives it another)."""
+        module = sys.modules[self.catalogue.module]
         return Scenario(
             name=name or self.name,
             spec=spec,
             summary=summary or " vs ".join(c.actor.summary for c in self.casts),
             variants=tuple(variants) if variants is not None else self.catalogue.variants,
             setup=self.setup,
+            environment=self.catalogue.environment,
+            module=module.__name__,
+            file=Path(module.__file__).resolve(),
         )
 
 

@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import __version__, engine, files, report, show, shrink
+from fuzzrmap import __version__, engine, files, necessity, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.files import shown
@@ -93,6 +93,11 @@ def _invariant(text: str) -> str:
     return text
 
 
+SCENARIO_HELP = "a registered scenario (fuzzrmap list) or a scenario file: path/to/file.py[:NAME]"
+SCENARIO_FILE_HELP = ("the scenario file of a seed file recorded from one (a seed file never loads code "
+                      "by itself)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fuzzrmap", description="Deterministic interleaving fuzzer for kernel rmap locking.")
     p.add_argument("--version", action="version", version=f"fuzzrmap {__version__}")
@@ -110,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--json", action="store_true", help=json_help)
 
     fz = sub.add_parser("fuzz", help="run schedules until a failure is found")
-    fz.add_argument("scenario")
+    fz.add_argument("scenario", help=SCENARIO_HELP)
     fz.add_argument("--variant", default="fixed", help=variant_help)
     fz.add_argument("--runs", type=_positive, default=10000, help="schedules to run (default: 10000)")
     fz.add_argument("--seed", type=_seed, default=0, help="the campaign's random seed (default: 0)")
@@ -134,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("-o", "--output", type=Path,
                     help="where to write it, replacing any file there (default: SEEDFILE-min.json, "
                          "or SEEDFILE-min-2.json... when that holds another result)")
+    sk.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
                     help=f"executions for the search of fewer preemptions and for the proof "
                          f"(default: {shrink.PROOF_BUDGET} each)")
@@ -141,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--json", action="store_true", help=json_help)
 
     ex = sub.add_parser("explore", help="search all interleavings (partial-order reduction) for a violation")
-    ex.add_argument("scenario")
+    ex.add_argument("scenario", help=SCENARIO_HELP)
     ex.add_argument("--variant", default="fixed", help=variant_help)
     ex.add_argument("--preemption-bound", type=_natural, metavar="K",
                     help="only schedules with at most K preemptions (naive search, no reduction; default: no bound)")
@@ -161,12 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
     ex.add_argument("--json", action="store_true", help=json_help)
 
+    ne = sub.add_parser("necessity", help="revert each hunk of a variant alone and search: which hunks are needed")
+    ne.add_argument("scenario", help=SCENARIO_HELP)
+    ne.add_argument("--variant", default="fixed", help=variant_help)
+    ne.add_argument("--max-executions", type=_positive, default=necessity.MAX_EXECUTIONS, metavar="N",
+                    help="explore budget per hunk, then PCT (default: %(default)s)")
+    ne.add_argument("--runs", type=_positive, default=necessity.RUNS, metavar="N",
+                    help="PCT schedules when explore was not complete (default: %(default)s)")
+    ne.add_argument("--seed", type=_seed, default=0, help="the PCT seed (default: 0)")
+    ne.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
+    ne.add_argument("--json", action="store_true", help=json_help)
+
     rp = sub.add_parser("replay", help="re-execute a seed file, or every seed file in a directory")
     rp.add_argument("seedfile", type=Path, metavar="SEEDFILE|DIR",
                     help="a seed file, or a directory: replay each *.json in it and print a summary "
                          "(exit 2 if any is bad, else 1 if any reproduced a failure)")
     rp.add_argument("--driver", choices=engine.DRIVERS, default="direct",
                     help="direct (default) or trio; same schedules either way")
+    rp.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     rp.add_argument("--full", action="store_true", help=full_help)
     rp.add_argument("--json", action="store_true", help=json_help)
 
@@ -178,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "draw it, at most 72 columns), html (one self-contained page) or chrome "
                          "(Trace Event JSON for ui.perfetto.dev or chrome://tracing)")
     sh.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
+    sh.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     return p
 
 
@@ -243,7 +262,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _dispatch(argv: Optional[List[str]]) -> int:
-    commands = {"list": cmd_list, "actors": cmd_actors, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink,
+    commands = {"list": cmd_list, "actors": cmd_actors, "necessity": cmd_necessity, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink,
                 "replay": cmd_replay, "show": cmd_show}
     try:
         args = build_parser().parse_args(argv)
@@ -365,7 +384,7 @@ def _check_out(directory: Path) -> None:
 
 
 def cmd_fuzz(args) -> int:
-    scenario = registry.get(args.scenario)
+    scenario = registry.resolve(args.scenario)
     variant = scenario.variant(args.variant)
     strategy = _strategy(args)
     _check_out(args.out)
@@ -420,13 +439,14 @@ def cmd_fuzz(args) -> int:
                 print(f"  as found:  {original_path or 'not saved'}")
             print(f"  seed file: {path or 'not saved'}")
             if path:
-                print(f"  replay it: fuzzrmap replay {path}")
+                print(f"  replay it: {scenario.replay_command(path)}")
             print()
             print(_picture(scenario, variant, execution, args.full))
         elif result.interrupted:
             print("interrupted: no failure found so far")
         else:
-            print(f"no failure found ({result.accuracy_events} accuracy events, I10c, which the fixed kernel has too)")
+            events = f" ({result.accuracy_events} accuracy events, which do not fail a schedule)" if result.accuracy_events else ""
+            print(f"no failure found{events}")
             if isinstance(strategy, PCT):
                 print(f"PCT bound: n={strategy.max_tasks} threads, k={strategy.k} steps, depth d={strategy.depth}: "
                       f"a depth-{strategy.depth} bug is missed with probability <= "
@@ -444,7 +464,7 @@ def _shrink(scenario, variant, execution, budget: int, show_progress: bool) -> s
 
 
 def cmd_explore(args) -> int:
-    scenario = registry.get(args.scenario)
+    scenario = registry.resolve(args.scenario)
     variant = scenario.variant(args.variant)
     _check_out(args.out)
     reduction = not args.no_reduction and args.preemption_bound is None
@@ -507,7 +527,7 @@ def cmd_explore(args) -> int:
                 print(f"  racing pair: {violation.pair_text()}; {plural_times(violation.count)}")
             print(f"  seed file: {path or 'not saved'}")
             if path:
-                print(f"  replay it: fuzzrmap replay {path}")
+                print(f"  replay it: {scenario.replay_command(path)}")
         if args.all and found.distinct:
             state = ("the search was complete" if result.complete else
                      "the search was interrupted" if result.interrupted else "the search stopped at --max-executions")
@@ -599,10 +619,10 @@ def cmd_shrink(args) -> int:
         files.check_writable_dir(output.parent)
     except files.FileError as e:
         raise UsageError(f"--output: {e}") from None
-    execution = engine.replay(seed)
+    execution = engine.replay(seed, scenario_file=args.scenario)
     if execution.failure is None:
         raise UsageError(f"{shown(str(args.seedfile))}: its schedule does not fail, there is nothing to shrink")
-    scenario = registry.get(seed.scenario)
+    scenario = engine.scenario_for(seed, args.scenario)
     variant = scenario.variant(seed.variant)
     shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json))
     error = None
@@ -633,7 +653,7 @@ def cmd_replay(args) -> int:
     if args.seedfile.is_dir():
         return _replay_dir(args)
     seed = seedfile.read(args.seedfile)
-    execution = engine.replay(seed, driver=args.driver)
+    execution = engine.replay(seed, driver=args.driver, scenario_file=args.scenario)
     reproduced = _same_failure(seed.failure, execution.failure)
     if args.json:
         print(json.dumps({
@@ -645,7 +665,7 @@ def cmd_replay(args) -> int:
             "reproduced": reproduced,
         }, indent=1))
     else:
-        scenario = registry.get(seed.scenario)
+        scenario = engine.scenario_for(seed, args.scenario)
         print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps, "
               f"{report.plural(len(report.preemption_steps(execution)), 'preemption')}")
         print()
@@ -665,7 +685,7 @@ def _replay_dir(args) -> int:
     interrupted = False
     try:
         for path in paths:
-            outcomes.append((path, *_replay_outcome(path, args.driver)))
+            outcomes.append((path, *_replay_outcome(path, args.driver, args.scenario)))
             if not args.json:
                 print(f"{outcomes[-1][1]:11} {shown(str(path))}: {outcomes[-1][2]}")
     except KeyboardInterrupt:
@@ -685,11 +705,11 @@ def _replay_dir(args) -> int:
     return EXIT_FOUND if counts["reproduced"] else EXIT_CLEAN
 
 
-def _replay_outcome(path: Path, driver: str):
+def _replay_outcome(path: Path, driver: str, scenario_file: Optional[str]):
     """(``reproduced`` | ``clean`` | ``bad``, one line of detail) for one seed file."""
     try:
         seed = seedfile.read(path)
-        execution = engine.replay(seed, driver=driver)
+        execution = engine.replay(seed, driver=driver, scenario_file=scenario_file)
     except (registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
         return "bad", str(e.args[0] if e.args else e)
     if not _same_failure(seed.failure, execution.failure):
@@ -701,9 +721,47 @@ def _replay_outcome(path: Path, driver: str):
                          f"{execution.failure.step} in {execution.failure.task}"
 
 
+def cmd_necessity(args) -> int:
+    scenario = registry.resolve(args.scenario)
+    variant = scenario.variant(args.variant)
+    if not variant.code_hunks():
+        raise UsageError(f"variant {variant.name!r} of {scenario.name} has no code hunk to revert ({variant.scope()})")
+    budget = dict(max_executions=args.max_executions, runs=args.runs, seed=args.seed)
+    try:
+        baseline, verdicts = necessity.analyse(scenario, variant, args.out, **budget)
+    except OSError as e:
+        raise UsageError(f"cannot write seed file in {args.out}: {e.strerror or e}") from None
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "variant": variant.name, "scope": variant.scope(),
+                          "baseline": {"fails": baseline.failure is not None, "complete": baseline.complete,
+                                       "invariant": baseline.failure.failure.invariant if baseline.failure else None},
+                          "hunks": [v.to_json() for v in verdicts]}))
+        return EXIT_CLEAN
+    print(f"{scenario.name} / {variant.name} ({variant.scope()}): each hunk reverted alone, searched with explore "
+          f"(up to {args.max_executions} executions), then PCT ({args.runs} schedules) if that was not complete")
+    print(f"  the variant itself: {baseline.describe()}")
+    if baseline.failure is not None:
+        print("  it fails already, so a failure without a hunk does not show that the hunk is needed")
+    width = max(len(v.variant.name.rpartition('~')[2]) for v in verdicts)
+    for v in verdicts:
+        name = v.variant.name.rpartition("~")[2]
+        if v.baseline_fails and v.failure is not None:
+            verdict = f"undecided: fails without it too ({v.failure.failure.invariant}, found by {v.found_by})"
+        elif v.needed:
+            verdict = f"NEEDED: without it, {v.failure.failure.headline()} (found by {v.found_by})"
+        elif v.needed is None:
+            verdict = f"unknown: no failure found, but the search was not complete ({v.describe()})"
+        else:
+            verdict = f"not needed under this model: complete search, {v.executions} executions, no failure"
+        print(f"  {name:{width}}  {verdict}")
+        if v.seed_file is not None:
+            print(f"  {'':{width}}  seed file: {v.seed_file}; replay it: {scenario.replay_command(v.seed_file)}")
+    return EXIT_CLEAN
+
+
 def cmd_show(args) -> int:
     seed = seedfile.read(args.seedfile)
-    document = show.render(show.record(seed), args.format)
+    document = show.render(show.record(seed, args.scenario), args.format)
     if args.output is None:
         sys.stdout.write(document)
         return EXIT_CLEAN

@@ -1,10 +1,13 @@
 """The engine: run schedules of a scenario, campaigns of schedules, replays.
 
 One schedule is a pure function of (scenario, variant, strategy, schedule
-index): :func:`prepare` builds a fresh kernel and world, spawns the
-scenario's threads plus the RCU grace-period thread, and hands back a
-scheduler that either driver can run.  :func:`finish` adds the end-of-run
-checks and returns the :class:`~fuzzrmap.sched.trace.Execution`.
+index): :func:`prepare` has the scenario's environment
+(:mod:`fuzzrmap.environment`) build fresh globals and the world, spawns the
+scenario's threads plus the environment's background threads, and hands back
+a scheduler that either driver can run.  :func:`finish` adds the end-of-run
+checks (the environment's, then the world's) and returns the
+:class:`~fuzzrmap.sched.trace.Execution`.  Nothing here knows what the
+threads model.
 
 :func:`campaign` runs schedules until the first failure or the budget, and
 :func:`replay` re-executes a seed file's decisions, refusing files written
@@ -13,32 +16,35 @@ against another model (fingerprint) and reporting the first divergent step.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import math
 import time
-from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import attrs
 
-from fuzzrmap.check import invariants
+from fuzzrmap import fingerprint as fingerprints
+from fuzzrmap.environment import Environment
 from fuzzrmap.files import shown
-from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
-from fuzzrmap.kernel.rmap import AnonVma
-from fuzzrmap.kernel.slab import Slab
-from fuzzrmap.kernel.task import Kernel, TaskStruct, current
-from fuzzrmap.scenario import Scenario, Variant
+from fuzzrmap.scenario import Scenario, Variant, World, for_seed
 from fuzzrmap.sched import drivers
-from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler
+from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler, Violation
 from fuzzrmap.sched.seedfile import SeedFile
-from fuzzrmap.sched.api import RUNNING
+from fuzzrmap.sched.api import RUNNING, running
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
-from fuzzrmap.sched.trace import Execution, Failure
+from fuzzrmap.sched.trace import Execution
 
 DRIVERS = ("direct", "trio")
+
+
+@attrs.frozen
+class Built:
+    """What one schedule runs on (``sched.world``): the environment, its globals, the world."""
+
+    environment: Environment
+    globals: Any
+    world: World
 
 
 def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int,
@@ -47,33 +53,35 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     strategy.begin(index)
     sched = Scheduler(strategy, max_steps)
     sched.hunks = variant.hunks
-    kernel = Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+    env = scenario.environment
     RUNNING.sched = sched  # setup sees the variant's hunks
-    world = scenario.setup(kernel)
-    roles = [role for role, _ in world.threads]
-    threads = list(world.threads) + [("rcu", rcu_gp_kthread)]
-    for role, body in threads:
-        task = sched.spawn(role, _thread(body), daemon=role == "rcu")
-        task.state = TaskStruct(role, kernel)
-        kernel.rcu.tasks.append(task.state)
-    assert "rcu" not in roles, "the rcu thread is the engine's"
-    sched.world = (kernel, world)
+    globals_, world = env.build(scenario.setup)
+    background = env.background(sched, globals_)
+    roles = [role for role, _ in list(world.threads) + background]
+    assert len(set(roles)) == len(roles), f"thread roles must differ: {roles}"
+    for (role, body), daemon in [(t, False) for t in world.threads] + [(t, True) for t in background]:
+        task = sched.spawn(role, _thread(body, env), daemon=daemon)
+        task.state = env.task_state(role, globals_)
+    sched.world = Built(env, globals_, world)
     return sched
 
 
-async def _thread(body):
+async def _thread(body, env: Environment):
     await body()
-    invariants.task_exit(current())
+    env.thread_exit(running().state)
 
 
 def finish(sched: Scheduler) -> Execution:
-    """End-of-schedule checks (I5c, I6, I11) on a schedule that ran to its end."""
+    """End-of-schedule checks on a schedule that ran to its end: the environment's, then the world's."""
     if sched.phase is Phase.FINISHED:
-        kernel, world = sched.world
-        broken = invariants.final_state(kernel, world.folios)
-        if broken is not None:
-            inv, kind, msg = broken
-            sched.fail(Failure(inv, kind, "(end)", len(sched.steps), msg))
+        built = sched.world
+        RUNNING.sched = sched
+        try:
+            built.environment.final_check(built.globals, built.world)
+            if built.world.final_check is not None:
+                built.world.final_check()
+        except Violation as v:
+            sched.fail(v.failure)
     return sched.execution()
 
 
@@ -146,37 +154,9 @@ def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int
 
 # -- seed files and replay -----------------------------------------------------------
 
-_MODEL_PACKAGES = ("kernel", "check")
-
-
-def fingerprint() -> str:
-    """A hash of the model's code: kernel model, checker and scenario files.
-
-    It hashes the syntax tree without docstrings, so edits to comments and
-    docs keep seed files valid while any change to the code refuses them.
-    """
-    import fuzzrmap
-    import fuzzrmap.scenarios
-
-    root = Path(fuzzrmap.__file__).parent
-    files = sorted(p for pkg in _MODEL_PACKAGES for p in (root / pkg).glob("*.py"))
-    files += sorted(Path(fuzzrmap.scenarios.__path__[0]).glob("*.py"))
-    h = hashlib.sha256()
-    for path in files:
-        h.update(path.name.encode())
-        h.update(_normalised(path.read_text()).encode())
-    return "sha256:" + h.hexdigest()[:32]
-
-
-def _normalised(source: str) -> str:
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+def fingerprint(scenario: Scenario) -> str:
+    """The fingerprint of the scenario's code (:mod:`fuzzrmap.fingerprint`)."""
+    return fingerprints.of(scenario)
 
 
 def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, execution: Execution,
@@ -185,11 +165,12 @@ def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, exec
         scenario=scenario.name,
         variant=variant.name,
         strategy=strategy.describe(),
-        fingerprint=fingerprint(),
+        fingerprint=fingerprint(scenario),
         roles=execution.roles,
         steps=execution.steps,
         failure=execution.failure,
         shrink=shrink,
+        source=scenario.source,
     )
 
 
@@ -197,17 +178,31 @@ class ReplayError(Exception):
     """The seed file cannot be replayed against this model (exit code 2)."""
 
 
-def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] = None) -> Execution:
-    """Re-execute ``seed``'s decisions; ``observer`` is passed on to :func:`run_one`."""
-    from fuzzrmap import scenario as registry
+def scenario_for(seed: SeedFile, scenario_file: Optional[str] = None) -> Scenario:
+    """The scenario of ``seed`` (``scenario_file``: the file the user named for it, if any)."""
+    return for_seed(seed.scenario, seed.source, scenario_file)
 
-    scenario = registry.get(seed.scenario)
+
+def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] = None,
+           scenario_file: Optional[str] = None, scenario: Optional[Scenario] = None) -> Execution:
+    """Re-execute ``seed``'s decisions; ``observer`` is passed on to :func:`run_one`.
+
+    ``scenario_file`` is the scenario file the user named for a seed file whose
+    scenario was found in a file (see :func:`fuzzrmap.scenario.for_seed`);
+    ``scenario``, the seed file's scenario when the caller already holds it.
+    """
+    if scenario is None:
+        scenario = scenario_for(seed, scenario_file)
+    elif scenario.name != seed.scenario:
+        raise ReplayError(f"seed file is of scenario {seed.scenario!r}, not {scenario.name!r}")
     variant = scenario.variant(seed.variant)
-    current = fingerprint()
+    current = fingerprint(scenario)
     if seed.fingerprint != current:
+        files = fingerprints.files(scenario)
         raise ReplayError(
-            f"stale seed file: written for model {shown(seed.fingerprint, 60)}, this is model {current}; "
-            f"re-run 'fuzzrmap fuzz {seed.scenario} --variant {seed.variant}' to get a fresh one")
+            f"stale seed file: written for model {shown(seed.fingerprint, 60)}, this is model {current} (the code of "
+            f"{scenario.name} or of a model module it uses changed: {', '.join(files)}); re-run "
+            f"'fuzzrmap fuzz {scenario.ref} --variant {seed.variant}' to get a fresh one")
     try:
         execution = run_one(scenario, variant, Replay(seed.steps), driver=driver, observer=observer)
     except Divergence as d:

@@ -64,14 +64,19 @@ _DECLARED: Dict[str, Hunk] = {}
 
 
 def hunk(name: str, summary: str, kind: str = CODE) -> Hunk:
-    """Declare the hunk ``name`` in the calling module; declaring it twice is an error."""
+    """Declare the hunk ``name`` in the calling module.
+
+    Declaring a name again with another summary or kind, from another module, is
+    an error; the same declaration again (a scenario file loaded from a second
+    path, e.g. a copy) is the same hunk.
+    """
     import inspect
 
     if kind not in (CODE, CONFIG):
         raise ValueError(f"hunk kind must be {CODE!r} or {CONFIG!r}, not {kind!r}")
     module = inspect.currentframe().f_back.f_globals.get("__name__", "")
     declared = _DECLARED.get(name)
-    if declared is not None and declared.module != module:
+    if declared is not None and declared.module != module and (declared.summary, declared.kind) != (summary, kind):
         raise ValueError(f"hunk {name!r} declared twice: in {declared.module} and in {module}")
     h = Hunk(name, summary, kind, module)
     _DECLARED[name] = h

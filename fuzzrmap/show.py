@@ -47,7 +47,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 import attrs
 
 from fuzzrmap import engine, report
-from fuzzrmap import scenario as registry
+from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.shrink import racing_pair
 from fuzzrmap.sched.seedfile import SeedFile
 from fuzzrmap.sched.trace import Execution, Failure
@@ -104,19 +104,20 @@ def _hold_order(h: Hold):
     return h.first, h.last, h.thread, h.lock, h.mode
 
 
-def record(seed: SeedFile) -> Timeline:
-    """Replay ``seed`` and take the lock holds of all threads after each step."""
+def record(seed: SeedFile, scenario_file: Optional[str] = None) -> Timeline:
+    """Replay ``seed`` and take the lock holds of all threads after each step
+    (``scenario_file``: the file a seed file's scenario was loaded from, named by the user)."""
     snapshots: List[Snapshot] = []
 
     def observe(step_index: int, task) -> None:
         assert step_index == len(snapshots), "one observation per step"
-        snapshots.append(tuple(frozenset((lock.name, mode) for lock, mode in t.held)
-                               for t in task.state.kernel.rcu.tasks))
+        snapshots.append(tuple(frozenset((lock.name, mode) for lock, mode in getattr(t.state, "held", ()))
+                               for t in RUNNING.sched.tasks))
 
-    execution = engine.replay(seed, observer=observe)
+    execution = engine.replay(seed, observer=observe, scenario_file=scenario_file)
     race = None
     if execution.failure is not None:
-        scenario = registry.get(seed.scenario)
+        scenario = engine.scenario_for(seed, scenario_file)
         race = racing_pair(scenario, scenario.variant(seed.variant), execution)
     return Timeline(seed, execution, hold_spans(snapshots), race)
 

@@ -59,9 +59,9 @@ class Plan(Strategy):
 
 
 def run_plan(scenario, variant, legs):
-    roles = [r for r, _ in scenario.setup(_kernel()).threads] + ["rcu"]
-    plan = Plan(roles, legs)
+    plan = Plan([], legs)
     sched = prepare(scenario, variant, plan, 0)
+    plan.roles = [t.role for t in sched.tasks]
     plan.sched = sched
     drivers.run_direct(sched)
     return finish(sched), sched

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzzrmap import cli, engine
+from fuzzrmap import cli, engine, fingerprint
 
 SCENARIO = "uffd-move-vs-page-idle"
 
@@ -171,5 +171,5 @@ def test_list_shows_every_variant_with_its_expectation(capsys):
 
 def test_fingerprint_ignores_docstrings_but_not_code():
     src = 'def f():\n    """doc"""\n    return 1\n'
-    assert engine._normalised(src) == engine._normalised(src.replace("doc", "other words"))
-    assert engine._normalised(src) != engine._normalised(src.replace("return 1", "return 2"))
+    assert fingerprint._normalised(src) == fingerprint._normalised(src.replace("doc", "other words"))
+    assert fingerprint._normalised(src) != fingerprint._normalised(src.replace("return 1", "return 2"))

@@ -136,3 +136,18 @@ def test_the_docs_index_lists_exactly_the_pages():
     linked = set(re.findall(r"\]\(([\w.-]+\.md)\)", index))
     pages = {p.name for p in DOCS.glob("*.md")} - {"README.md"}
     assert linked == pages
+
+
+def test_the_guides_examples_are_the_example_files_verbatim():
+    text = (DOCS / "authoring.md").read_text()
+    shown = re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```\n", text, re.S)
+    assert {name for name, _ in shown} == {f"docs/examples/{p.name}" for p in (DOCS / "examples").glob("*.py")}
+    for name, code in shown:
+        assert code == (ROOT / name).read_text(), f"{name} differs from its copy in docs/authoring.md"
+
+
+@pytest.mark.parametrize("page", ["authoring.md", "pytest.md"])
+def test_the_docs_link_only_to_pages_of_the_repository(page):
+    text = (DOCS / page).read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        assert not target.startswith("/") and ".." not in target, target

@@ -16,7 +16,7 @@ def outcomes(scenario, variant, reduction, **kw):
     seen, traces = set(), set()
 
     def record(execution, sched):
-        _, world = sched.world
+        world = sched.world.world
         seen.add((world.final_state(), execution.failure.invariant if execution.failure else None))
         traces.add(mazurkiewicz(execution))
 

@@ -36,3 +36,24 @@ def test_a_hunk_is_only_tested_inside_a_schedule():
             FAST_RECHECK.on
     finally:
         RUNNING.sched = saved
+
+
+def test_kernel_only_turns_the_checkers_own_hooks_off_on_the_same_schedule(seed_path):
+    """The schedule of a checker-found failure, re-run with check.kernel_only: the model code is the
+    same (the same steps up to the failure), only what a debug kernel reports may fail it."""
+    from fuzzrmap import engine
+    from fuzzrmap.check.invariants import KERNEL_ONLY
+    from fuzzrmap.sched import seedfile
+    from fuzzrmap.scenario import FAILS
+    from helpers import Scripted
+
+    seed = seedfile.read(seed_path)
+    sc = engine.scenario_for(seed)
+    checked = sc.variant(seed.variant)
+    kernel_only = Variant("kernel-only", FAILS, "", checked.generation, add=[KERNEL_ONLY], remove=checked.remove)
+    assert seed.failure.invariant.startswith("I1")
+    order = [s.task for s in seed.steps]
+    assert engine.run_one(sc, checked, Scripted(order)).failure.invariant == seed.failure.invariant
+    quiet = engine.run_one(sc, kernel_only, Scripted(order))
+    assert [(s.task, s.label) for s in quiet.steps[:len(order)]] == [(s.task, s.label) for s in seed.steps]
+    assert quiet.failure is None or quiet.failure.invariant in ("I5a", "I7", "I8", "I9")

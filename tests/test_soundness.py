@@ -21,7 +21,7 @@ def outcomes(scenario, reduction, check_footprints=True):
     seen = set()
 
     def record(execution, sched):
-        _, world = sched.world
+        world = sched.world.world
         seen.add((world.final_state(), execution.failure.invariant if execution.failure else None))
 
     result = engine.explore(scenario, scenario.variants[0], reduction=reduction, stop_on_failure=False,

@@ -12,6 +12,7 @@ from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlotState, slot_resource
 from fuzzrmap.hunks import hunk
+from fuzzrmap.kernel.environment import KERNEL
 from fuzzrmap.scenario import CLEAN, FAILS, Scenario, Variant, World
 from fuzzrmap.sched.api import TRACKED, Shared, point, reads, wait_until, writes
 
@@ -42,7 +43,7 @@ def lost_update():
                     raise violation("TINY", SAFETY, "lost update seen by b")
             return body
 
-        return World(threads=[("a", incr("a")), ("b", incr("b"))], folios=[],
+        return World(threads=[("a", incr("a")), ("b", incr("b"))],
                      final_state=lambda: state["x"])
 
     return _scenario("tiny-lost-update", setup)
@@ -74,7 +75,7 @@ def readers_writer():
                 await point("z", f"local {i}", writes("z"))
 
         return World(threads=[("r1", reader("r1")), ("r2", reader("r2")), ("w", writer), ("z", bystander)],
-                     folios=[], final_state=lambda: tuple(log))
+                     final_state=lambda: tuple(log))
 
     return _scenario("tiny-readers-writer", setup)
 
@@ -103,7 +104,7 @@ def rcu_free():
         async def freer():
             await put_anon_vma(av, "freer", "drop last ref")
 
-        return World(threads=[("reader", reader), ("freer", freer)], folios=[],
+        return World(threads=[("reader", reader), ("freer", freer)],
                      final_state=lambda: (tuple(seen), av.slab_state.value))
 
     return _scenario("tiny-rcu-free", setup)
@@ -128,7 +129,7 @@ def abba():
             return body
 
         return World(threads=[("t1", thread("t1", a, b)), ("t2", thread("t2", a, b) if locked else thread("t2", b, a))],
-                     folios=[], final_state=lambda: count.counter)
+                     final_state=lambda: count.counter)
 
     return _scenario("tiny-abba", setup)
 
@@ -136,7 +137,7 @@ def abba():
 def _scenario(name, setup):
     """The variant's one hunk tells the tiny scenarios which version to build."""
     return Scenario(name=name, spec="test", summary=name, variants=VARIANTS,
-                    setup=lambda k: setup(k, locked=LOCKED.on))
+                    setup=lambda k: setup(k, locked=LOCKED.on), environment=KERNEL)
 
 
 ALL = [lost_update(), readers_writer(), rcu_free(), abba()]
@@ -151,8 +152,8 @@ def _program(name, threads):
     """A scenario of one variant from ``threads(kernel) -> [(role, body)]``."""
     def setup(k):
         bodies, final = threads(k)
-        return World(threads=bodies, folios=[], final_state=final)
-    return Scenario(name=name, spec="test", summary=name, variants=ONE, setup=setup)
+        return World(threads=bodies, final_state=final)
+    return Scenario(name=name, spec="test", summary=name, variants=ONE, setup=setup, environment=KERNEL)
 
 
 def unlocked_counter():

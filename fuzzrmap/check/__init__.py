@@ -23,11 +23,14 @@ __all__ = ["ACCURACY", "SAFETY", "violation", "event"]
 
 def _failure(invariant: str, kind: str, message: str) -> Failure:
     task, sched = RUNNING.task, RUNNING.sched
+    if task is None:  # an end-of-schedule check
+        return Failure(invariant, kind, "(end)", len(sched.steps), message)
     return Failure(invariant, kind, task.role, sched.step_index, message)
 
 
 def violation(invariant: str, kind: str, message: str) -> Violation:
-    """Build the exception that fails the schedule; the caller raises it."""
+    """Build the exception that fails the schedule; the caller raises it (in a thread,
+    or in an end-of-schedule check, where the failure names the task ``(end)``)."""
     return Violation(_failure(invariant, kind, message))
 
 

@@ -39,6 +39,7 @@ from fuzzrmap.check import structure, violation
 from fuzzrmap.hunks import CONFIG, hunk
 from fuzzrmap.kernel.damon import MKOLD, YOUNG, damon_pa_access
 from fuzzrmap.kernel.fault import do_mmap_anon, dup_mmap_ptes, handle_first_fault, handle_write_fault
+from fuzzrmap.kernel.environment import KERNEL, KernelWorld
 from fuzzrmap.kernel.generations import G0, G1, G2
 from fuzzrmap.kernel.ksm import ksm_merge
 from fuzzrmap.kernel.madvise import exit_mmap, madvise_dontneed
@@ -314,8 +315,8 @@ ACTORS = (
 )
 
 
-def _folios(w: UffdWorld) -> List[Folio]:
-    return w.folios
+def _world(w: UffdWorld, threads) -> KernelWorld:
+    return KernelWorld(threads=threads, folios=w.folios)
 
 
 _CHECKED = [BETWEEN_OPS]
@@ -331,4 +332,4 @@ VARIANTS = (
 )
 
 CATALOGUE = Catalogue("kernel", "kernel operations that race with an unlocked rmap walk of an anon folio",
-                      ACTORS, build, _folios, VARIANTS)
+                      ACTORS, build, _world, VARIANTS, environment=KERNEL, module=__name__)

@@ -46,6 +46,11 @@ class Violation(Exception):
         self.failure = failure
 
 
+def exit_resource(role: str) -> str:
+    """Footprint name of thread ``role``'s having returned: its last step writes it, a join reads it."""
+    return f"exit:{role}"
+
+
 class Task:
     """One model thread: a coroutine parked at ``op`` (``None`` once it returned)."""
 
@@ -69,8 +74,7 @@ class Task:
 
     @property
     def exit_resource(self) -> str:
-        """Footprint name of this thread's having returned: its last step writes it, a join reads it."""
-        return f"exit:{self.role}"
+        return exit_resource(self.role)
 
 
 class Phase(enum.Enum):

@@ -22,9 +22,14 @@ Format (``"format": "fuzzrmap-seed"``, ``"version": 1``)::
      "decisions": [0, 0, 1, ...],
      "steps": [{"task": 0, "func": "folio_referenced", "label": "...", "enabled": [0, 1, 2, 3, 4]}, ...],
      "failure": {"invariant": "I1c", "kind": "ACCURACY", "task": "reader", "step": 41, "message": "..."},
-     "shrink": {"preemptions": 1, "steps": 38, "proved": true, ...}}
+     "shrink": {"preemptions": 1, "steps": 38, "proved": true, ...},
+     "source": {"by": "name"}}
 
-``shrink`` is present in files written after shrinking.
+``shrink`` is present in files written after shrinking.  ``source`` says how
+the scenario was found: ``{"by": "name"}`` (registered; also what a file
+without ``source`` means) or ``{"by": "path", "path": "scenarios/counter.py"}``
+(a file the user named, the path as it was given).  Replay never loads that
+file unless the user names it again.
 
 ``decisions`` repeats the task ids of ``steps`` so that the schedule can be
 read (or edited) at a glance; the two must agree.
@@ -64,6 +69,8 @@ class SeedFile:
     failure: Optional[Failure]
     #: how the schedule was shrunk and whether its preemption count is proved minimal
     shrink: Optional[dict] = None
+    #: the scenario file as the user named it, or None for a registered scenario
+    source: Optional[str] = None
 
     def to_json(self) -> dict:
         data = {
@@ -81,6 +88,7 @@ class SeedFile:
         }
         if self.shrink is not None:
             data["shrink"] = self.shrink
+        data["source"] = {"by": "name"} if self.source is None else {"by": "path", "path": self.source}
         return data
 
 
@@ -157,6 +165,11 @@ def parse(data: Any, where: str) -> SeedFile:
     if shrunk is not None:
         need(data, "shrink", dict)
         _check_plain(shrunk, where, "shrink")
+    source = need(data, "source", dict) if "source" in data else {"by": "name"}
+    by = need(source, "by", str, "source.")
+    if by not in ("name", "path"):
+        raise SeedFileError(f"{where}: malformed seed file: 'source.by' should be \"name\" or \"path\"")
+    source = need(source, "path", str, "source.") if by == "path" else None
     return SeedFile(
         scenario=need(data, "scenario", str),
         variant=need(data, "variant", str),
@@ -166,6 +179,7 @@ def parse(data: Any, where: str) -> SeedFile:
         steps=tuple(steps),
         failure=failure,
         shrink=shrunk,
+        source=source,
     )
 
 

@@ -1,0 +1,66 @@
+"""The kernel model as an environment (:mod:`fuzzrmap.environment`).
+
+A scenario that names :data:`KERNEL` gets, for every schedule:
+
+* a fresh :class:`~fuzzrmap.kernel.task.Kernel` (an ``anon_vma`` slab,
+  RCU state, no mms yet), passed to its ``setup(k)``;
+* a :class:`~fuzzrmap.kernel.task.TaskStruct` per thread, registered with RCU;
+* the RCU grace-period thread (role ``rcu``), which releases the slab pages
+  of freed anon_vmas one grace period after the free and returns when every
+  other thread has;
+* the end checks: at each thread's end, no lock held and no open RCU section
+  (I7, I9); once all have returned, I5c, I6 and I11 over the final state,
+  with the folios the world names (:class:`KernelWorld`).
+
+What is left out: the kernel's other background threads (kswapd, kcompactd)
+are not modelled; a scenario that needs one writes it as its own thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Tuple
+
+import attrs
+
+from fuzzrmap.check import invariants, violation
+from fuzzrmap.environment import Environment, Thread
+from fuzzrmap.kernel.memory import Folio
+from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
+from fuzzrmap.kernel.rmap import AnonVma
+from fuzzrmap.kernel.slab import Slab
+from fuzzrmap.kernel.task import Kernel, TaskStruct
+from fuzzrmap.scenario import World
+
+
+@attrs.define
+class KernelWorld(World):
+    """A world whose end state is checked for the folios it names (I5c)."""
+
+    folios: List[Folio] = attrs.Factory(list)
+
+
+class KernelEnvironment(Environment):
+    name = "kernel"
+
+    def build(self, setup: Callable[[Kernel], World]) -> Tuple[Kernel, World]:
+        kernel = Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+        return kernel, setup(kernel)
+
+    def background(self, sched, kernel: Kernel) -> List[Thread]:
+        return [("rcu", rcu_gp_kthread)]
+
+    def task_state(self, role: str, kernel: Kernel) -> TaskStruct:
+        state = TaskStruct(role, kernel)
+        kernel.rcu.tasks.append(state)
+        return state
+
+    def thread_exit(self, state: TaskStruct) -> None:
+        invariants.task_exit(state)
+
+    def final_check(self, kernel: Kernel, world: Any) -> None:
+        broken = invariants.final_state(kernel, world.folios if isinstance(world, KernelWorld) else ())
+        if broken is not None:
+            raise violation(*broken)
+
+
+KERNEL = KernelEnvironment()
