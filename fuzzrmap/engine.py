@@ -50,13 +50,15 @@ def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     roles = [role for role, _ in world.threads]
 
     def others_done() -> bool:
-        return not any(t.alive for t in sched.tasks if t.role != "rcu")
+        # the rcu thread is spawned last, so it is first among the live only when alone
+        return sched.live[0] is rcu_task
 
     threads = list(world.threads) + [("rcu", lambda: rcu_gp_kthread(others_done))]
     for role, body in threads:
         task = sched.spawn(role, _thread(body))
         task.state = TaskStruct(role, kernel)
         kernel.rcu.tasks.append(task.state)
+    rcu_task = task
     assert "rcu" not in roles, "the rcu thread is the engine's"
     sched.world = (kernel, world)
     return sched
@@ -87,19 +89,23 @@ def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     sched = prepare(scenario, variant, strategy, index, max_steps)
     sched.observer = observer
     if driver == "trio":
-        drivers.run_trio([lambda: sched])
-    else:
-        drivers.run_direct(sched)
+        (execution,) = drivers.run_trio([lambda: sched], finish)
+        return execution
+    drivers.run_direct(sched)
     return finish(sched)
+
+
+#: schedules per ``trio.run`` in :func:`run_many` (starting one costs about a schedule)
+TRIO_BATCH = 64
 
 
 def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: List[int],
              driver: str = "direct") -> Iterator[Execution]:
     """Executions of the given schedule indices, in order."""
     if driver == "trio":
-        prepared = [_preparer(scenario, variant, strategy, i) for i in indices]
-        for sched in drivers.run_trio(prepared):
-            yield finish(sched)
+        for first in range(0, len(indices), TRIO_BATCH):
+            batch = indices[first:first + TRIO_BATCH]
+            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i) for i in batch), finish)
         return
     for i in indices:
         yield run_one(scenario, variant, strategy, i)

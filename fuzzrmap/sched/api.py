@@ -30,7 +30,7 @@ that receives a foreign object raises :class:`ModelError`.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 Footprint = Tuple[Tuple[str, bool], ...]
 
@@ -76,11 +76,25 @@ def wait_until(
 
 
 def reads(*resources: str) -> Footprint:
-    return tuple((r, False) for r in resources)
+    """The footprint of a step that reads ``resources`` (built once per set of names)."""
+    fp = _READS.get(resources)
+    if fp is None:
+        fp = _READS[resources] = tuple([(r, False) for r in resources])
+    return fp
 
 
 def writes(*resources: str) -> Footprint:
-    return tuple((r, True) for r in resources)
+    """The footprint of a step that writes ``resources`` (built once per set of names)."""
+    fp = _WRITES.get(resources)
+    if fp is None:
+        fp = _WRITES[resources] = tuple([(r, True) for r in resources])
+    return fp
+
+
+# Footprints are immutable and resource names come from model object names, so
+# these caches stay as small as the set of distinct footprints a model declares.
+_READS: Dict[Tuple[str, ...], Footprint] = {}
+_WRITES: Dict[Tuple[str, ...], Footprint] = {}
 
 
 class _Running:

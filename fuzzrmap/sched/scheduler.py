@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 
-import attrs
 from typing import Any, Callable, Coroutine, List, Optional
 
 from fuzzrmap.sched.api import RUNNING, ModelError, Op
@@ -75,6 +74,8 @@ class Scheduler:
         self.strategy = strategy
         self.max_steps = max_steps
         self.tasks: List[Task] = []
+        #: the threads that have not returned, in spawn order (kept as they end)
+        self.live: List[Task] = []
         self.steps: List[Step] = []
         self.events: List[Event] = []
         self.failure: Optional[Failure] = None
@@ -92,6 +93,7 @@ class Scheduler:
         assert self.phase is Phase.NEW, "spawn after the schedule started"
         task = Task(len(self.tasks), role, coro)
         self.tasks.append(task)
+        self.live.append(task)
         return task
 
     def start(self, task: Task) -> None:
@@ -101,30 +103,34 @@ class Scheduler:
 
     # -- the two operations a driver alternates ----------------------------
     def decide(self) -> Optional[Task]:
-        """Pick the next thread, or return None when the schedule is over."""
+        """Pick the next thread, or return None when the schedule is over.
+
+        Only threads parked at a wait cost a predicate call; a thread at a
+        plain point is enabled without one.
+        """
         if self.phase is not Phase.RUNNING:
             return None
-        enabled = tuple(t.tid for t in self.tasks
-                        if (op := t.op) is not None and (op.ready is None or op.ready()))
+        enabled = tuple([t.tid for t in self.live if (ready := t.op.ready) is None or ready()])
+        steps = self.steps
         if not enabled:
-            blocked = [t for t in self.tasks if t.alive]
-            if blocked:
-                waits = "; ".join(f"{t.role} waits at {t.op.func} {t.op.label}" for t in blocked)
-                self._fail(Failure("I8", SAFETY, blocked[0].role, len(self.steps),
+            if self.live:
+                waits = "; ".join(f"{t.role} waits at {t.op.func} {t.op.label}" for t in self.live)
+                self._fail(Failure("I8", SAFETY, self.live[0].role, len(steps),
                                    f"deadlock: no task can run ({waits})"))
             else:
                 self.phase = Phase.FINISHED
             return None
-        if len(self.steps) >= self.max_steps:
-            self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(self.steps),
+        if len(steps) >= self.max_steps:
+            self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(steps),
                                f"no end after {self.max_steps} steps"))
             return None
-        tid = self.strategy.next_task(enabled, self._current, len(self.steps))
+        tid = self.strategy.next_task(enabled, self._current, len(steps))
         if tid not in enabled:
             raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
         task = self.tasks[tid]
-        step = Step(tid, task.op.func, task.op.label, enabled, task.op.footprint)
-        self.steps.append(step)
+        op = task.op
+        step = Step(tid, op.func, op.label, enabled, op.footprint)
+        steps.append(step)
         self.strategy.observe(step)
         self._current = tid
         return task
@@ -135,7 +141,7 @@ class Scheduler:
         RUNNING.sched = self
         recording = self.record_footprints and self.steps
         if recording:
-            RUNNING.touched = []
+            RUNNING.touched = touched = []
         try:
             op = task.coro.send(None)
         except StopIteration:
@@ -145,11 +151,13 @@ class Scheduler:
             self._fail(v.failure)
         finally:
             RUNNING.task = None
-            touched, RUNNING.touched = RUNNING.touched, None
+            RUNNING.touched = None
         if recording:
             last = self.steps[-1]
-            self.steps[-1] = attrs.evolve(last, footprint=tuple(dict.fromkeys(last.footprint + tuple(touched))))
-        if op is not None and not isinstance(op, Op):
+            last.footprint = tuple(dict.fromkeys(last.footprint + tuple(touched)))
+        if op is None:
+            self.live.remove(task)
+        elif not isinstance(op, Op):
             raise ModelError(f"{task.role} awaited {op!r}, which is not a fuzzrmap yield point")
         task.op = op
         if self.observer is not None and self.steps:
@@ -178,6 +186,7 @@ class Scheduler:
         for t in self.tasks:
             t.coro.close()
             t.op = None
+        self.live.clear()
 
     def execution(self) -> Execution:
         return Execution(
