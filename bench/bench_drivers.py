@@ -4,9 +4,10 @@ Runs the same schedules of ``uffd-move-vs-referenced`` (fixed variant,
 random walk, seed 1) through the direct driver and the trio driver, and, for
 reference, a bare coroutine loop that makes the same number of task switches,
 picked at random, with no model behind it.  All three in one run, in
-alternating rounds; each keeps its best round, so a burst of load from
-elsewhere on the machine spoils one round rather than one side of a ratio.
-The ratios are what to compare across machines, not the absolute numbers.
+alternating rounds; each keeps its best round, and times are this process's
+CPU time, so load from elsewhere on the machine spoils neither side of a
+ratio.  The ratios are what to compare across machines, not the absolute
+numbers.
 
 The targets (issue 9): direct at most 9x the bare loop, trio at most 2x direct.
 
@@ -35,9 +36,9 @@ def flagship(driver: str, schedules: int):
     """Seconds and decisions for ``schedules`` schedules of the flagship on ``driver``."""
     sc = registry.get("uffd-move-vs-referenced")
     v = sc.variant("fixed")
-    start = time.perf_counter()
+    start = time.process_time()
     decisions = sum(len(e.steps) for e in engine.run_many(sc, v, RandomWalk(1), list(range(schedules)), driver))
-    return time.perf_counter() - start, decisions
+    return time.process_time() - start, decisions
 
 
 @types.coroutine
@@ -54,7 +55,7 @@ def bare(decisions: int, tasks: int = 5):
     """Seconds for ``decisions`` switches between ``tasks`` coroutines, chosen at random."""
     rng = random.Random(1)
     per = decisions // tasks + 1
-    start = time.perf_counter()
+    start = time.process_time()
     coros = [_bare_task(per) for _ in range(tasks)]
     alive = list(range(tasks))
     done = 0
@@ -65,7 +66,7 @@ def bare(decisions: int, tasks: int = 5):
         except StopIteration:
             alive.remove(i)
         done += 1
-    return time.perf_counter() - start, done
+    return time.process_time() - start, done
 
 
 def measure(schedules: int, rounds: int) -> dict:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report, show, shrink
+from fuzzrmap import engine, parallel, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies import STRATEGIES
@@ -83,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "or random (uniform walk)")
     fz.add_argument("--depth", type=_positive, help="PCT bug depth d (default 3)")
     fz.add_argument("--stay", type=_probability, help="sticky: chance to keep running the current thread (default 0.9)")
-    fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
-                    help="direct (fast loop) or trio (trio tasks); same schedules either way")
+    fz.add_argument("--driver", choices=engine.DRIVERS, default="trio",
+                    help="trio (default: each thread a trio task) or direct (a plain loop, faster); "
+                         "same schedules either way")
+    fz.add_argument("--jobs", type=_positive, metavar="N",
+                    help="worker processes (default: the machine's cores); same result for any N")
+    fz.add_argument("--cluster", metavar="ADDRESS",
+                    help="run on a dask.distributed scheduler at ADDRESS, or 'local:N' for a local cluster "
+                         "of N workers (needs fuzzrmap[cluster])")
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
     fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found")
     fz.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
@@ -111,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="re-execute a seed file and print its interleaving")
     rp.add_argument("seedfile", type=Path)
-    rp.add_argument("--driver", choices=engine.DRIVERS, default="direct")
+    rp.add_argument("--driver", choices=engine.DRIVERS, default="trio")
     rp.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     rp.add_argument("--json", action="store_true")
 
@@ -128,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
-    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError,
+            parallel.ClusterError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
@@ -179,7 +186,11 @@ def cmd_fuzz(args) -> int:
             last[0] = elapsed
             print(f"\r  {done}/{args.runs} schedules, {done / elapsed:,.0f}/s ", end="", file=sys.stderr, flush=True)
 
-    result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver, progress=progress)
+    if args.cluster is not None and args.jobs is not None:
+        raise UsageError("--jobs and --cluster exclude each other (a cluster has its own workers)")
+    jobs = args.jobs or parallel.default_jobs()
+    result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver, progress=progress,
+                             jobs=jobs, cluster=args.cluster)
     if show_progress:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
 
@@ -202,7 +213,8 @@ def cmd_fuzz(args) -> int:
     if args.json:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy, "seed": args.seed,
-            "driver": args.driver, "schedules": result.schedules, "failures": 1 if failure else 0,
+            "driver": args.driver, "jobs": None if args.cluster else jobs, "cluster": args.cluster,
+            "schedules": result.schedules, "failures": 1 if failure else 0,
             "first_failure_at": result.failure_index,
             "invariant": failure.invariant if failure else None,
             "message": failure.message if failure else None,

@@ -18,7 +18,7 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Hashable, Iterable, Iterator, List, Optional, TypeVar
 
 import attrs
 
@@ -38,6 +38,7 @@ from fuzzrmap.sched.strategies.replay import Divergence, Replay
 from fuzzrmap.sched.trace import Execution, Failure
 
 DRIVERS = ("direct", "trio")
+T = TypeVar("T")
 
 
 def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int,
@@ -99,16 +100,23 @@ def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
 TRIO_BATCH = 64
 
 
-def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: List[int],
-             driver: str = "direct") -> Iterator[Execution]:
-    """Executions of the given schedule indices, in order."""
+def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: Iterable[int],
+             driver: str = "direct", done: Callable[[Scheduler], T] = finish) -> Iterator[T]:
+    """``done(sched)`` of each schedule of ``indices``, in order (by default its execution).
+
+    ``done`` runs as each schedule ends, before the next one begins, so it
+    sees the strategy as that schedule left it.
+    """
+    indices = list(indices)
     if driver == "trio":
         for first in range(0, len(indices), TRIO_BATCH):
             batch = indices[first:first + TRIO_BATCH]
-            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i) for i in batch), finish)
+            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i) for i in batch), done)
         return
     for i in indices:
-        yield run_one(scenario, variant, strategy, i)
+        sched = prepare(scenario, variant, strategy, i)
+        drivers.run_direct(sched)
+        yield done(sched)
 
 
 def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
@@ -119,12 +127,21 @@ def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
 
 @attrs.define
 class CampaignResult:
+    """What a campaign ran, and its first failure by schedule index.
+
+    ``carry`` is the strategy's :meth:`~fuzzrmap.sched.strategies.Strategy.carry`
+    before the failing schedule began, or after the last schedule when none
+    failed: ``strategy.resume(carry)`` then ``begin(failure_index)`` gives the
+    failing schedule's exact description.
+    """
+
     schedules: int
     failure_index: Optional[int]
     execution: Optional[Execution]
     elapsed_s: float
     accuracy_events: int
     interrupted: bool = False
+    carry: Hashable = None
 
     @property
     def schedules_per_s(self) -> float:
@@ -133,24 +150,20 @@ class CampaignResult:
 
 def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int,
              driver: str = "direct", progress: Optional[Callable[[int, float], None]] = None,
-             batch: int = 64) -> CampaignResult:
-    """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C)."""
-    start = time.perf_counter()
-    done = 0
-    events = 0
-    try:
-        for first in range(0, runs, batch):
-            indices = list(range(first, min(runs, first + batch)))
-            for index, execution in zip(indices, run_many(scenario, variant, strategy, indices, driver)):
-                done += 1
-                events += len(execution.events)
-                if execution.failure is not None:
-                    return CampaignResult(done, index, execution, time.perf_counter() - start, events)
-            if progress is not None:
-                progress(done, time.perf_counter() - start)
-    except KeyboardInterrupt:
-        return CampaignResult(done, None, None, time.perf_counter() - start, events, interrupted=True)
-    return CampaignResult(done, None, None, time.perf_counter() - start, events)
+             jobs: int = 1, cluster: Optional[str] = None) -> CampaignResult:
+    """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C).
+
+    With ``jobs`` > 1 the schedules run in shards on that many processes, with
+    ``cluster`` on a dask.distributed cluster (:mod:`fuzzrmap.parallel`); the
+    result is the same either way.  ``strategy`` is left as the campaign left
+    it (:attr:`CampaignResult.carry` resumed).
+    """
+    from fuzzrmap import parallel
+
+    job = parallel.CampaignJob(scenario.name, variant.name, strategy, driver)
+    result = parallel.campaign(job, runs, jobs, cluster, progress)
+    strategy.resume(result.carry)
+    return result
 
 
 # -- seed files and replay -----------------------------------------------------------

@@ -101,10 +101,13 @@ class _Running:
     """The thread executing model code right now (the kernel's ``current``)
     and the scheduler that released it."""
 
-    task = None
-    sched = None
-    #: accesses of the running step, while the scheduler records footprints
-    touched = None
+    __slots__ = ("task", "sched", "touched")
+
+    def __init__(self) -> None:
+        self.task = None
+        self.sched = None
+        #: accesses of the running step, while the scheduler records footprints
+        self.touched = None
 
 
 RUNNING = _Running()

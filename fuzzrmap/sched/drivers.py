@@ -52,14 +52,17 @@ def run_trio(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result]) -
     """Run several schedules, one after another, inside a single ``trio.run``.
 
     ``done(sched)`` is called on each schedule as it ends (closed), and the
-    list of what it returns is the result: keeping a summary rather than every
-    scheduler keeps memory, and the garbage collector's work, flat.
+    list of what it returns is the result.  The list is kept here, not
+    returned through ``trio.run``: trio's run state is a reference cycle,
+    and whatever it holds waits for the garbage collector.
     """
-    return trio.run(_run_all, prepared, done)
+    results: List[Result] = []
+    trio.run(_run_all, prepared, done, results)
+    return results
 
 
-async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result]) -> List[Result]:
-    results = []
+async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result],
+                   results: List[Result]) -> None:
     error = None
     async with trio.open_nursery() as nursery:
         pool = _Pool(nursery)
@@ -76,7 +79,6 @@ async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Resu
         nursery.cancel_scope.cancel()  # the pool's tasks are parked; let them go
     if error is not None:
         raise error
-    return results
 
 
 class _Seat:
@@ -112,14 +114,17 @@ class _Pool:
         first = sched.decide()
         if first is None:
             return
-        for i, task in enumerate(sched.live):
-            if i == len(self._seats):
-                self._seats.append(await self._nursery.start(self._serve))
-            seat = task.handle = self._seats[i]
+        seats = len(sched.live)
+        while len(self._seats) < seats:
+            self._seats.append(await self._nursery.start(self._serve))
+        for seat, task in zip(self._seats, sched.live):
+            task.handle = seat
             seat.job = (sched, task)
         self._coordinator = trio.lowlevel.current_task()
         trio.lowlevel.reschedule(first.handle.trio_task)
-        await _park()
+        await _park(_abort)
+        for seat in self._seats[:seats]:
+            seat.job = None  # no cycle through the seats: the schedule is freed at once
         if self._error is not None:
             error, self._error = self._error, None
             raise error
@@ -127,15 +132,16 @@ class _Pool:
     async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         seat = _Seat(trio.lowlevel.current_task())
         task_status.started(seat)
+        park, abort, reschedule = _park, _abort, trio.lowlevel.reschedule
         while True:
-            await _park()
+            await park(abort)
             sched, task = seat.job
             try:
                 nxt = _turn(sched, task)
             except BaseException as e:  # noqa: B902 - handed to the coordinator, re-raised there
                 self._error = e
                 nxt = None
-            trio.lowlevel.reschedule(self._coordinator if nxt is None else nxt.handle.trio_task)
+            reschedule(self._coordinator if nxt is None else nxt.handle.trio_task)
 
 
 def _turn(sched: Scheduler, task: Task) -> Optional[Task]:
@@ -147,5 +153,10 @@ def _turn(sched: Scheduler, task: Task) -> Optional[Task]:
             return nxt
 
 
-async def _park() -> None:
-    await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+def _abort(_) -> trio.lowlevel.Abort:
+    """A parked task may be cancelled (the pool is, when the run ends)."""
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+#: park the calling task until it is rescheduled; takes :func:`_abort`
+_park = trio.lowlevel.wait_task_rescheduled

@@ -29,6 +29,7 @@ import enum
 from typing import Any, Callable, Coroutine, List, Optional
 
 from fuzzrmap.sched.api import RUNNING, ModelError, Op
+from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
 
 DEFAULT_MAX_STEPS = 5000
@@ -73,6 +74,9 @@ class Scheduler:
     def __init__(self, strategy, max_steps: int = DEFAULT_MAX_STEPS) -> None:
         self.strategy = strategy
         self.max_steps = max_steps
+        # bound once: these two run at every decision
+        self._next_task = strategy.next_task
+        self._observe = None if type(strategy).observe is Strategy.observe else strategy.observe
         self.tasks: List[Task] = []
         #: the threads that have not returned, in spawn order (kept as they end)
         self.live: List[Task] = []
@@ -124,14 +128,15 @@ class Scheduler:
             self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(steps),
                                f"no end after {self.max_steps} steps"))
             return None
-        tid = self.strategy.next_task(enabled, self._current, len(steps))
+        tid = self._next_task(enabled, self._current, len(steps))
         if tid not in enabled:
             raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
         task = self.tasks[tid]
         op = task.op
         step = Step(tid, op.func, op.label, enabled, op.footprint)
         steps.append(step)
-        self.strategy.observe(step)
+        if self._observe is not None:
+            self._observe(step)
         self._current = tid
         return task
 
