@@ -194,6 +194,8 @@ def run_campaign(job: CampaignJob, runs: int, runner: "Runner",
                 if got.failure_index is not None:
                     return result(got)
                 carry_after[confirmed] = got.carry
+                if got.carry != got.shard.carry_in or newest[0] < confirmed:
+                    newest = (confirmed, got.carry)  # guesses made before this shard's change are stale
                 confirmed += 1
                 if progress is not None:
                     progress(schedules, time.perf_counter() - start)
