@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import __version__, engine, files, necessity, report, show, shrink
+from fuzzrmap import __version__, engine, files, necessity, parallel, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.files import shown
@@ -125,8 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--depth", type=_depth,
                     help=f"PCT bug depth d, 1 to {DEFAULT_MAX_STEPS} (default: 3)")
     fz.add_argument("--stay", type=_probability, help="sticky: chance to keep running the current thread (default: 0.9)")
-    fz.add_argument("--driver", choices=engine.DRIVERS, default="direct",
-                    help="direct (default: a fast loop) or trio (trio tasks); same schedules either way")
+    fz.add_argument("--driver", choices=engine.DRIVERS, default="trio",
+                    help="trio (default: each thread a trio task) or direct (a plain loop, faster); "
+                         "same schedules either way")
+    fz.add_argument("--jobs", type=_positive, metavar="N",
+                    help="worker processes (default: the machine's cores); same result for any N")
+    fz.add_argument("--cluster", metavar="ADDRESS",
+                    help="run on a dask.distributed scheduler at ADDRESS, or 'local:N' for a local cluster "
+                         "of N workers (needs fuzzrmap[cluster]; default: none, local processes)")
     fz.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
     fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found (default: shrink it)")
     fz.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
@@ -182,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("seedfile", type=Path, metavar="SEEDFILE|DIR",
                     help="a seed file, or a directory: replay each *.json in it and print a summary "
                          "(exit 2 if any is bad, else 1 if any reproduced a failure)")
-    rp.add_argument("--driver", choices=engine.DRIVERS, default="direct",
-                    help="direct (default) or trio; same schedules either way")
+    rp.add_argument("--driver", choices=engine.DRIVERS, default="trio",
+                    help="trio (default) or direct (a plain loop, faster); same schedules either way")
     rp.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
     rp.add_argument("--full", action="store_true", help=full_help)
     rp.add_argument("--json", action="store_true", help=json_help)
@@ -267,7 +273,8 @@ def _dispatch(argv: Optional[List[str]]) -> int:
     try:
         args = build_parser().parse_args(argv)
         return commands[args.command](args)
-    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, files.FileError, FootprintError) as e:
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, files.FileError, FootprintError,
+            parallel.ClusterError) as e:
         _error(e.args[0] if e.args else str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -388,10 +395,13 @@ def cmd_fuzz(args) -> int:
     variant = scenario.variant(args.variant)
     strategy = _strategy(args)
     _check_out(args.out)
+    if args.cluster is not None and args.jobs is not None:
+        raise UsageError("--jobs and --cluster exclude each other (a cluster has its own workers)")
+    jobs = args.jobs or parallel.default_jobs()
     show_progress = Meter.wanted(args.json)
     with Meter(show_progress, "schedules", total=args.runs, phase="fuzz") as meter:
         result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver,
-                                 progress=lambda done, elapsed: meter.update(done))
+                                 progress=lambda done, elapsed: meter.update(done), jobs=jobs, cluster=args.cluster)
 
     saver = _Saver(args.out)
     path = original_path = shrunk = None
@@ -416,7 +426,8 @@ def cmd_fuzz(args) -> int:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy,
             "strategy_params": strategy.describe(), "seed": args.seed,
-            "driver": args.driver, "schedules": result.schedules, "failures": 1 if failure else 0,
+            "driver": args.driver, "jobs": None if args.cluster else jobs, "cluster": args.cluster,
+            "schedules": result.schedules, "failures": 1 if failure else 0,
             "first_failure_at": result.failure_index,
             "invariant": failure.invariant if failure else None,
             "message": failure.message if failure else None,

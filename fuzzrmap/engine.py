@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterator, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, TypeVar
 
 import attrs
 
@@ -36,6 +37,7 @@ from fuzzrmap.sched.strategies.replay import Divergence, Replay
 from fuzzrmap.sched.trace import Execution
 
 DRIVERS = ("direct", "trio")
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -92,22 +94,33 @@ def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     sched = prepare(scenario, variant, strategy, index, max_steps)
     sched.observer = observer
     if driver == "trio":
-        drivers.run_trio([lambda: sched])
-    else:
-        drivers.run_direct(sched)
+        (execution,) = drivers.run_trio([lambda: sched], finish)
+        return execution
+    drivers.run_direct(sched)
     return finish(sched)
 
 
-def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: List[int],
-             driver: str = "direct") -> Iterator[Execution]:
-    """Executions of the given schedule indices, in order."""
+#: schedules per ``trio.run`` in :func:`run_many` (starting one costs about a schedule)
+TRIO_BATCH = 64
+
+
+def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: Iterable[int],
+             driver: str = "direct", done: Callable[[Scheduler], T] = finish) -> Iterator[T]:
+    """``done(sched)`` of each schedule of ``indices``, in order (by default its execution).
+
+    ``done`` runs as each schedule ends, before the next one begins, so it
+    sees the strategy as that schedule left it.
+    """
+    indices = list(indices)
     if driver == "trio":
-        prepared = [_preparer(scenario, variant, strategy, i) for i in indices]
-        for sched in drivers.run_trio(prepared):
-            yield finish(sched)
+        for first in range(0, len(indices), TRIO_BATCH):
+            batch = indices[first:first + TRIO_BATCH]
+            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i) for i in batch), done)
         return
     for i in indices:
-        yield run_one(scenario, variant, strategy, i)
+        sched = prepare(scenario, variant, strategy, i)
+        drivers.run_direct(sched)
+        yield done(sched)
 
 
 def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
@@ -118,12 +131,21 @@ def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
 
 @attrs.define
 class CampaignResult:
+    """What a campaign ran, and its first failure by schedule index.
+
+    ``carry`` is the strategy's :meth:`~fuzzrmap.sched.strategies.Strategy.carry`
+    before the failing schedule began, or after the last schedule when none
+    failed: ``strategy.resume(carry)`` then ``begin(failure_index)`` gives the
+    failing schedule's exact description.
+    """
+
     schedules: int
     failure_index: Optional[int]
     execution: Optional[Execution]
     elapsed_s: float
     accuracy_events: int
     interrupted: bool = False
+    carry: Hashable = None
 
     @property
     def schedules_per_s(self) -> float:
@@ -132,24 +154,20 @@ class CampaignResult:
 
 def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int,
              driver: str = "direct", progress: Optional[Callable[[int, float], None]] = None,
-             batch: int = 64) -> CampaignResult:
-    """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C)."""
-    start = time.perf_counter()
-    done = 0
-    events = 0
-    try:
-        for first in range(0, runs, batch):
-            indices = list(range(first, min(runs, first + batch)))
-            for index, execution in zip(indices, run_many(scenario, variant, strategy, indices, driver)):
-                done += 1
-                events += len(execution.events)
-                if execution.failure is not None:
-                    return CampaignResult(done, index, execution, time.perf_counter() - start, events)
-            if progress is not None:
-                progress(done, time.perf_counter() - start)
-    except KeyboardInterrupt:
-        return CampaignResult(done, None, None, time.perf_counter() - start, events, interrupted=True)
-    return CampaignResult(done, None, None, time.perf_counter() - start, events)
+             jobs: int = 1, cluster: Optional[str] = None) -> CampaignResult:
+    """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C).
+
+    With ``jobs`` > 1 the schedules run in shards on that many processes, with
+    ``cluster`` on a dask.distributed cluster (:mod:`fuzzrmap.parallel`); the
+    result is the same either way.  ``strategy`` is left as the campaign left
+    it (:attr:`CampaignResult.carry` resumed).
+    """
+    from fuzzrmap import parallel
+
+    job = parallel.CampaignJob(scenario.ref, variant.name, strategy, driver)
+    result = parallel.campaign(job, runs, jobs, cluster, progress)
+    strategy.resume(result.carry)
+    return result
 
 
 # -- seed files and replay -----------------------------------------------------------

@@ -183,7 +183,7 @@ def test_2_ctrl_c_with_the_trio_driver_exits_130_with_the_summary(monkeypatch, t
         return real(self, enabled, current, step)
 
     monkeypatch.setattr(PCT, "next_task", next_task)
-    argv = ["fuzz", SCENARIO, "--runs", "1000", "--driver", "trio", "--out", str(tmp_path)]
+    argv = ["fuzz", SCENARIO, "--runs", "1000", "--driver", "trio", "--jobs", "1", "--out", str(tmp_path)]
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
     captured = capsys.readouterr()
     assert "interrupted: no failure found so far" in captured.out

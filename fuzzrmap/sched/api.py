@@ -44,7 +44,7 @@ that receives a foreign object raises :class:`ModelError`.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 Footprint = Tuple[Tuple[str, bool], ...]
 
@@ -107,23 +107,40 @@ def wait_until(
 
 
 def reads(*resources: str) -> Footprint:
-    return tuple((r, False) for r in resources)
+    """The footprint of a step that reads ``resources`` (built once per set of names)."""
+    fp = _READS.get(resources)
+    if fp is None:
+        fp = _READS[resources] = tuple([(r, False) for r in resources])
+    return fp
 
 
 def writes(*resources: str) -> Footprint:
-    return tuple((r, True) for r in resources)
+    """The footprint of a step that writes ``resources`` (built once per set of names)."""
+    fp = _WRITES.get(resources)
+    if fp is None:
+        fp = _WRITES[resources] = tuple([(r, True) for r in resources])
+    return fp
+
+
+# Footprints are immutable and resource names come from model object names, so
+# these caches stay as small as the set of distinct footprints a model declares.
+_READS: Dict[Tuple[str, ...], Footprint] = {}
+_WRITES: Dict[Tuple[str, ...], Footprint] = {}
 
 
 class _Running:
     """The thread executing model code right now (the kernel's ``current``)
     and the scheduler that released it."""
 
-    task = None
-    sched = None
-    #: accesses of the running step, while the scheduler records footprints
-    touched = None
-    #: check Shared accesses against the running step's declared footprint
-    check_footprints = False
+    __slots__ = ("task", "sched", "touched", "check_footprints")
+
+    def __init__(self) -> None:
+        self.task = None
+        self.sched = None
+        #: accesses of the running step, while the scheduler records footprints
+        self.touched = None
+        #: check Shared accesses against the running step's declared footprint
+        self.check_footprints = False
 
 
 RUNNING = _Running()

@@ -10,10 +10,15 @@ produce identical traces (a test checks this on many seeds).
   continues, otherwise it reschedules the chosen task and parks with
   ``wait_task_rescheduled``.  Exactly one model task is runnable at any time,
   so trio's own batch order never matters.  Many schedules share one
-  ``trio.run`` (a nursery per schedule), because starting a trio run costs
-  more than a whole schedule.
+  ``trio.run`` and one :class:`_Pool` of trio tasks: a schedule hands its
+  threads to parked pool tasks instead of opening a nursery and starting
+  tasks, which used to cost more than the schedule's decisions.  Each thread's
+  prologue (up to its first yield point, where model bodies start) runs in
+  spawn order before the first decision, as in the direct driver.
 * :func:`run_direct` steps the coroutines from a plain loop, without trio: the
-  same decisions at a fraction of the cost per switch.  Campaigns use it.
+  same decisions at a fraction of the cost per switch.  ``explore`` uses it
+  for its prefix replays; ``--driver direct`` offers it to ``fuzz`` and
+  ``replay`` as the proven-identical accelerator.
 
 What the drivers leave out: trio time, cancellation and I/O.  Model code never
 awaits trio, and a stray await is reported as a :class:`ModelError`.
@@ -22,17 +27,18 @@ awaits trio, and a stray await is reported as a :class:`ModelError`.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, List
+from typing import Callable, Iterable, List, Optional, TypeVar
 
 import trio
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from fuzzrmap.sched.scheduler import Phase, Scheduler
+from fuzzrmap.sched.scheduler import Scheduler, Task
 
 #: Builds a ready-to-start scheduler (tasks spawned, nothing run yet).
 Prepare = Callable[[], Scheduler]
+Result = TypeVar("Result")
 
 
 def run_direct(sched: Scheduler) -> None:
@@ -46,71 +52,123 @@ def run_direct(sched: Scheduler) -> None:
         sched.close()
 
 
-def run_trio(prepared: Iterable[Prepare]) -> List[Scheduler]:
+def run_trio(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result]) -> List[Result]:
     """Run several schedules, one after another, inside a single ``trio.run``.
 
-    Ctrl-C raises :class:`KeyboardInterrupt`, as with :func:`run_direct`, not
-    the exception group trio's nursery wraps it in.
+    ``done(sched)`` is called on each schedule as it ends (closed), and the
+    list of what it returns is the result.  The list is kept here, not
+    returned through ``trio.run``: trio's run state is a reference cycle,
+    and whatever it holds waits for the garbage collector.  Ctrl-C raises
+    :class:`KeyboardInterrupt`, as with :func:`run_direct`, not the exception
+    group trio's nursery wraps it in.
     """
+    results: List[Result] = []
     try:
-        return trio.run(_run_all, list(prepared))
+        trio.run(_run_all, prepared, done, results)
     except BaseExceptionGroup as group:
         rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
         if rest is None:
             raise KeyboardInterrupt from None
         raise
+    return results
 
 
-async def _run_all(prepared: List[Prepare]) -> List[Scheduler]:
-    done = []
-    for prepare in prepared:
-        sched = prepare()
-        try:
-            await _run_one(sched)
-        finally:
-            sched.close()
-        done.append(sched)
-    return done
-
-
-async def _run_one(sched: Scheduler) -> None:
+async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result],
+                   results: List[Result]) -> None:
+    error = None
     async with trio.open_nursery() as nursery:
+        pool = _Pool(nursery)
+        try:
+            for prepare in prepared:
+                sched = prepare()
+                try:
+                    await pool.run(sched)
+                finally:
+                    sched.close()
+                results.append(done(sched))
+        except BaseException as e:  # noqa: B902 - re-raised below, outside the nursery's group
+            error = e
+        nursery.cancel_scope.cancel()  # the pool's tasks are parked; let them go
+    if error is not None:
+        raise error
+
+
+class _Seat:
+    """One pool task and the thread it plays now: ``job`` is (scheduler, thread)."""
+
+    __slots__ = ("trio_task", "job")
+
+    def __init__(self, trio_task: trio.lowlevel.Task) -> None:
+        self.trio_task = trio_task
+        self.job = None
+
+
+class _Pool:
+    """Trio tasks that play model threads, reused from one schedule to the next.
+
+    A pool task is parked between turns.  Woken, it runs the thread on its
+    :class:`_Seat` until the scheduler picks another thread, wakes that
+    thread's pool task and parks again; when the schedule is over it wakes the
+    coordinator (the task in :meth:`run`) instead.  Anything a model step
+    raises is handed to the coordinator, which raises it from :meth:`run`.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._seats: List[_Seat] = []
+        self._coordinator: Optional[trio.lowlevel.Task] = None
+        self._error: Optional[BaseException] = None
+
+    async def run(self, sched: Scheduler) -> None:
+        """Run ``sched`` to its end on pool tasks."""
         for task in sched.tasks:
-            await nursery.start(_worker, sched, task)
+            sched.start(task)
         first = sched.decide()
-        if first is not None:
-            trio.lowlevel.reschedule(first.handle)
-        else:
-            _wake_all(sched)
+        if first is None:
+            return
+        seats = len(sched.live)
+        while len(self._seats) < seats:
+            self._seats.append(await self._nursery.start(self._serve))
+        for seat, task in zip(self._seats, sched.live):
+            task.handle = seat
+            seat.job = (sched, task)
+        self._coordinator = trio.lowlevel.current_task()
+        trio.lowlevel.reschedule(first.handle.trio_task)
+        await _park(_abort)
+        for seat in self._seats[:seats]:
+            seat.job = None  # no cycle through the seats: the schedule is freed at once
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        seat = _Seat(trio.lowlevel.current_task())
+        task_status.started(seat)
+        park, abort, reschedule = _park, _abort, trio.lowlevel.reschedule
+        while True:
+            await park(abort)
+            sched, task = seat.job
+            try:
+                nxt = _turn(sched, task)
+            except BaseException as e:  # noqa: B902 - handed to the coordinator, re-raised there
+                self._error = e
+                nxt = None
+            reschedule(self._coordinator if nxt is None else nxt.handle.trio_task)
 
 
-async def _park() -> None:
-    await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
-
-
-def _wake_all(sched: Scheduler, caller=None) -> None:
-    """The schedule is over: let every parked worker return."""
-    for t in sched.tasks:
-        if t.alive and t is not caller:
-            trio.lowlevel.reschedule(t.handle)
-
-
-async def _worker(sched: Scheduler, task, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    task.handle = trio.lowlevel.current_task()
-    sched.start(task)
-    task_status.started()
-    if not task.alive:
-        return
-    await _park()
-    while sched.phase is Phase.RUNNING:
+def _turn(sched: Scheduler, task: Task) -> Optional[Task]:
+    """Run ``task`` while the scheduler keeps choosing it; the next thread, or None at the end."""
+    while True:
         sched.advance(task)
         nxt = sched.decide()
-        if nxt is None:
-            _wake_all(sched, caller=task)
-            return
-        if nxt is task:
-            continue
-        trio.lowlevel.reschedule(nxt.handle)
-        if not task.alive:
-            return
-        await _park()
+        if nxt is not task:
+            return nxt
+
+
+def _abort(_) -> trio.lowlevel.Abort:
+    """A parked task may be cancelled (the pool is, when the run ends)."""
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+#: park the calling task until it is rescheduled; takes :func:`_abort`
+_park = trio.lowlevel.wait_task_rescheduled

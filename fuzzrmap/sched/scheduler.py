@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import enum
 
-import attrs
 from typing import Any, Callable, Coroutine, FrozenSet, List, Optional
 
 from fuzzrmap.sched.api import RUNNING, ModelError, Op, touch
+from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import LIVENESS, SAFETY, Event, Execution, Failure, Step
 
 DEFAULT_MAX_STEPS = 5000
@@ -88,7 +88,12 @@ class Scheduler:
     def __init__(self, strategy, max_steps: int = DEFAULT_MAX_STEPS) -> None:
         self.strategy = strategy
         self.max_steps = max_steps
+        # bound once: these two run at every decision
+        self._next_task = strategy.next_task
+        self._observe = None if type(strategy).observe is Strategy.observe else strategy.observe
         self.tasks: List[Task] = []
+        #: the threads that have not returned, in spawn order (kept as they end)
+        self.live: List[Task] = []
         self.steps: List[Step] = []
         self.events: List[Event] = []
         self.failure: Optional[Failure] = None
@@ -108,6 +113,7 @@ class Scheduler:
         assert self.phase is Phase.NEW, "spawn after the schedule started"
         task = Task(len(self.tasks), role, coro, daemon)
         self.tasks.append(task)
+        self.live.append(task)
         return task
 
     def start(self, task: Task) -> None:
@@ -117,31 +123,37 @@ class Scheduler:
 
     # -- the two operations a driver alternates ----------------------------
     def decide(self) -> Optional[Task]:
-        """Pick the next thread, or return None when the schedule is over."""
+        """Pick the next thread, or return None when the schedule is over.
+
+        Only threads parked at a wait cost a predicate call; a thread at a
+        plain point is enabled without one.
+        """
         if self.phase is not Phase.RUNNING:
             return None
-        enabled = tuple(t.tid for t in self.tasks
-                        if (op := t.op) is not None and (op.ready is None or op.ready()))
+        enabled = tuple([t.tid for t in self.live if (ready := t.op.ready) is None or ready()])
+        steps = self.steps
         if not enabled:
-            blocked = [t for t in self.tasks if t.alive and not t.daemon]
+            blocked = [t for t in self.live if not t.daemon]
             if blocked:
                 waits = "; ".join(f"{t.role} waits at {t.op.func} {t.op.label}" for t in blocked)
-                self._fail(Failure("I8", SAFETY, blocked[0].role, len(self.steps),
+                self._fail(Failure("I8", SAFETY, blocked[0].role, len(steps),
                                    f"deadlock: no task can run ({waits})"))
             else:
                 self.phase = Phase.FINISHED
             return None
-        if len(self.steps) >= self.max_steps:
-            self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(self.steps),
+        if len(steps) >= self.max_steps:
+            self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(steps),
                                f"no end after {self.max_steps} steps"))
             return None
-        tid = self.strategy.next_task(enabled, self._current, len(self.steps))
+        tid = self._next_task(enabled, self._current, len(steps))
         if tid not in enabled:
             raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
         task = self.tasks[tid]
-        step = Step(tid, task.op.func, task.op.label, enabled, task.op.footprint)
-        self.steps.append(step)
-        self.strategy.observe(step)
+        op = task.op
+        step = Step(tid, op.func, op.label, enabled, op.footprint)
+        steps.append(step)
+        if self._observe is not None:
+            self._observe(step)
         self._current = tid
         return task
 
@@ -151,7 +163,7 @@ class Scheduler:
         RUNNING.sched = self
         recording = self.record_footprints and self.steps
         if recording:
-            RUNNING.touched = []
+            RUNNING.touched = touched = []
             if task.op.ready is not None:
                 task.op.ready()  # record what the wait's predicate reads
         try:
@@ -164,11 +176,13 @@ class Scheduler:
             self._fail(v.failure)
         finally:
             RUNNING.task = None
-            touched, RUNNING.touched = RUNNING.touched, None
+            RUNNING.touched = None
         if recording:
             last = self.steps[-1]
-            self.steps[-1] = attrs.evolve(last, footprint=tuple(dict.fromkeys(last.footprint + tuple(touched))))
-        if op is not None and not isinstance(op, Op):
+            last.footprint = tuple(dict.fromkeys(last.footprint + tuple(touched)))
+        if op is None:
+            self.live.remove(task)
+        elif not isinstance(op, Op):
             raise ModelError(f"{task.role} awaited {op!r}, which is not a fuzzrmap yield point")
         task.op = op
         if self.observer is not None and self.steps:
@@ -197,6 +211,7 @@ class Scheduler:
         for t in self.tasks:
             t.coro.close()
             t.op = None
+        self.live.clear()
 
     def execution(self) -> Execution:
         return Execution(

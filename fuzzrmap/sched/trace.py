@@ -24,17 +24,39 @@ ACCURACY = "ACCURACY"
 LIVENESS = "LIVENESS"
 
 
-@attrs.frozen
 class Step:
-    """One decision.  ``footprint`` is the released step's declared accesses,
-    ``(resource, is_write)`` pairs; it is derived from the model on every run
-    and not stored in seed files."""
+    """One decision.  ``footprint`` is the released step's accesses,
+    ``(resource, is_write)`` pairs; it is derived from the model on every run,
+    not stored in seed files and not compared.
 
-    task: int
-    func: str
-    label: str
-    enabled: Tuple[int, ...]
-    footprint: Tuple[Tuple[str, bool], ...] = attrs.field(default=(), eq=False)
+    A plain slotted class rather than an attrs record: one is built per
+    decision, on the hot path.  Treat it as immutable once its schedule has
+    ended (the scheduler completes ``footprint`` while recording one).
+    """
+
+    __slots__ = ("task", "func", "label", "enabled", "footprint")
+
+    def __init__(self, task: int, func: str, label: str, enabled: Tuple[int, ...],
+                 footprint: Tuple[Tuple[str, bool], ...] = ()) -> None:
+        self.task = task
+        self.func = func
+        self.label = label
+        self.enabled = enabled
+        self.footprint = footprint
+
+    def _key(self) -> tuple:
+        return self.task, self.func, self.label, self.enabled
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Step:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Step(task={self.task!r}, func={self.func!r}, label={self.label!r}, enabled={self.enabled!r})"
 
 
 @attrs.frozen

@@ -11,7 +11,7 @@ Strategies are looked up by name (``--strategy NAME``) in :data:`STRATEGIES`.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Dict, Hashable, Optional, Tuple, Type
 
 from fuzzrmap.sched.trace import Step
 
@@ -34,6 +34,18 @@ class Strategy:
     def describe(self) -> dict:
         """Parameters that reproduce this strategy (stored in seed files)."""
         return {"name": self.name}
+
+    def carry(self) -> Hashable:
+        """What the schedules run so far pass on to the next one (None: nothing).
+
+        A schedule may depend only on its index, the strategy's parameters and
+        this value, so a campaign can be cut into shards that start from it
+        (:mod:`fuzzrmap.parallel`).  Compared with ``==``; picklable.
+        """
+        return None
+
+    def resume(self, carried: Hashable) -> None:
+        """Continue a campaign from ``carried``, a value :meth:`carry` returned."""
 
 
 def _registry() -> Dict[str, Type[Strategy]]:

@@ -73,6 +73,14 @@ class PCT(Strategy):
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "schedule": self.index, "depth": self.depth, "k": self.k}
 
+    def carry(self) -> Tuple[int, int]:
+        """The ``k`` the next schedule will use, and the most threads seen."""
+        return max(self.k, self._length), self.max_tasks
+
+    def resume(self, carried: Tuple[int, int]) -> None:
+        self.k, self.max_tasks = carried
+        self._length = 0
+
     def miss_probability(self, runs: int) -> float:
         """Upper bound on missing a depth-``depth`` bug in ``runs`` schedules.
 

@@ -30,7 +30,7 @@ class RandomWalk(Strategy):
     def next_task(self, enabled: Tuple[int, ...], current: Optional[int], step: int) -> int:
         if len(enabled) == 1:
             return enabled[0]
-        return enabled[self._rng.randrange(len(enabled))]
+        return self._rng.choice(enabled)
 
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "schedule": self.index}
