@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import engine, report, show, shrink
+from fuzzrmap import engine, hunt, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.kernel.generations import GENERATIONS
@@ -65,6 +65,24 @@ def _probability(text: str) -> float:
 _positive = _whole(1, None, "must be at least 1")
 _natural = _whole(0, None, "must not be negative")
 _seed = _whole(0, 2**32, "must be between 0 and 2**32-1")
+
+
+HUNT_HELP = """\
+Enumerate every multiset of 1..N actors of a catalogue (with at least one rmap
+reader or walker; the RCU thread always runs), prune those whose actors share
+no written resource in a sequential run of each actor alone (a heuristic),
+explore each kept one up to E executions (PCT sampling past the budget),
+deduplicate violations by signature, shrink one witness each and write its
+seed file.  DIR gets manifest.json, compositions/, findings/, hunt.md, hunt.json.
+
+Which variant: --variant V runs V; --generation G alone runs the catalogue's
+variant that is exactly G (no hunk added or removed); both: V, which must be
+of generation G; neither: the catalogue's first variant (fixed).
+
+Exit codes: 1 a violation was found; 0 every kept composition was verified
+complete; 3 none found but some composition was budget-limited; 2 bad input
+(or DIR holds another hunt); 130 interrupted (finished compositions are kept:
+continue with --resume DIR)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--full", action="store_true", help="print every step, not the compact interleaving")
     rp.add_argument("--json", action="store_true")
 
+    hn = sub.add_parser("hunt", help="compose actors and search every composition for a violation",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, description=HUNT_HELP)
+    hn.add_argument("--catalogue", help="the actor catalogue (default: the only one)")
+    hn.add_argument("--generation", metavar="G", help="the catalogue's variant that is exactly generation G")
+    hn.add_argument("--variant", metavar="V", help="this variant (of generation G, if --generation is given too)")
+    hn.add_argument("--max-actors", type=_positive, default=3, metavar="N", help="actors per composition (default 3)")
+    hn.add_argument("--actors", metavar="LIST", help="comma-separated actor kinds to compose (default: all)")
+    hn.add_argument("--budget", type=_positive, default=hunt.DEFAULT_BUDGET, metavar="E",
+                    help=f"explore executions per composition, then as many PCT schedules (default {hunt.DEFAULT_BUDGET})")
+    hn.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
+                    help="executions for proving each finding's shrunk witness minimal")
+    hn.add_argument("--jobs", type=_positive, default=1, metavar="J", help="worker processes (results do not depend on J)")
+    hn.add_argument("--out", type=Path, metavar="DIR", help="where the hunt is written (default fuzzrmap-hunt)")
+    hn.add_argument("--resume", type=Path, metavar="DIR", help="continue the hunt in DIR, skipping finished compositions")
+    hn.add_argument("--json", action="store_true")
+
     sh = sub.add_parser("show", help="export a seed file's timeline: text, an HTML swimlane or a Chrome trace")
     sh.add_argument("seedfile", type=Path)
     sh.add_argument("--format", choices=show.FORMATS, default="text",
@@ -129,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show}[args.command](args)
-    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
+        return {"list": cmd_list, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink, "replay": cmd_replay, "show": cmd_show, "hunt": hunt.command}[args.command](args)
+    except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, hunt.HuntError) as e:
         msg = e.args[0] if e.args else str(e)
         print(f"fuzzrmap: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
