@@ -623,19 +623,24 @@ def _run(jobs: int, fn: Callable, arguments: List[tuple], items: Sequence, done:
 
 
 def _worker_init() -> None:
-    """Workers leave Ctrl-C (sent to the whole process group) to the parent, which stops them."""
+    """Workers leave Ctrl-C (sent to the whole process group) to the parent, which stops them,
+    and die at once on SIGTERM (the parent's handler, inherited by fork, would let them go on)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """Cancel what has not started and end the workers now (their work in progress is not recorded)."""
-    pool.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
     if terminate is not None:
         terminate()
         return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
         process.terminate()
+    for process in workers:
+        process.join()
 
 
 # -- the command ----------------------------------------------------------------------------------

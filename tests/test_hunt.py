@@ -209,3 +209,30 @@ def test_a_budget_limited_hunt_exits_3_with_the_miss_bound(tmp_path, capsys):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code, out, err = run(capsys, "hunt", *argv, "--out", str(tmp_path / "h"))
     assert code == cli.EXIT_USAGE and message in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_sigterm_stops_the_workers_and_keeps_what_was_finished(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "h"
+    # one and two readers finish at once; three and four take far longer than the wait below
+    proc = subprocess.Popen([sys.executable, "-m", "fuzzrmap", "hunt", "--generation", "G1", "--actors", "page-idle",
+                             "--max-actors", "4", "--budget", "1000000", "--jobs", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while proc.poll() is None and len(list(out.glob("compositions/*.json"))) < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # a worker left running would keep it waiting for minutes
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the hunt's process group
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == cli.EXIT_INTERRUPTED and "interrupted" in err
+    report = json.loads((out / "hunt.json").read_text())
+    assert report["interrupted"] and report["compositions"]["searched"] == 2
