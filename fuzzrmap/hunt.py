@@ -510,8 +510,9 @@ class HuntResult:
 
 def plan_compositions(catalogue: Catalogue, variant: Variant, max_actors: int,
                       kinds: Optional[Sequence[str]]) -> Tuple[List[Composition], Dict[str, Cast]]:
-    """Every composition in enumeration order, and the pruned ones (name -> the isolated cast)."""
-    enumerated = list(catalogue.compositions(max_actors, kinds))
+    """Every composition in enumeration order, by its canonical name (the one its seed files
+    carry), and the pruned ones (name -> the isolated cast)."""
+    enumerated = [catalogue.parse(c.name) for c in catalogue.compositions(max_actors, kinds)]
     casts = {c.name: c for comp in enumerated for c in comp.casts}
     footprints = {name: footprint(catalogue, variant, cast) for name, cast in casts.items()}
     pruned = {}

@@ -76,6 +76,13 @@ def test_only_a_shared_written_resource_keeps_a_composition():
     assert hunt.isolated(CATALOGUE.compose("page-idle", "uffd-move(src=S)", "munmap(vma=S)", "fork"), fp) is None
 
 
+def test_compositions_are_named_as_their_seed_files_name_them():
+    variant = hunt.choose_variant(CATALOGUE, "G1", None)
+    enumerated, _ = hunt.plan_compositions(CATALOGUE, variant, 3, ["uffd-move", "page-idle"])
+    assert "page-idle+uffd-move(src=D)+uffd-move(src=S)" in [c.name for c in enumerated]
+    assert all(CATALOGUE.parse(c.name).name == c.name for c in enumerated)
+
+
 def test_pruning_is_printed_with_its_reason(tmp_path, capsys):
     code, out, _ = run(capsys, "hunt", "--generation", "G1", "--actors", "page-idle,fork", "--max-actors", "2",
                        "--out", str(tmp_path / "h"))
