@@ -28,11 +28,12 @@ import itertools
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Coroutine, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
 from fuzzrmap.environment import PLAIN, Environment
+from fuzzrmap.hunks import Hunk
 from fuzzrmap.scenario import Scenario, UnknownName, Variant, World
 
 
@@ -99,7 +100,10 @@ class Catalogue:
     into the :class:`~fuzzrmap.scenario.World` the environment expects (for
     the kernel model: with the folios its end-of-run checks look at).
     ``module`` is the module that defines the catalogue: a composition's
-    seed files are fingerprinted from it.
+    seed files are fingerprinted from it.  ``quiet_checks`` are hunks that
+    only add checks at points where no operation is in flight: they read
+    what completed operations left, so ``hunt`` leaves them off when it asks
+    which actors can communicate.
     """
 
     name: str
@@ -110,6 +114,7 @@ class Catalogue:
     variants: Tuple[Variant, ...] = attrs.field(converter=tuple)
     environment: Environment = PLAIN
     module: str = ""
+    quiet_checks: Tuple[Hunk, ...] = attrs.field(default=(), converter=tuple)
 
     def actor(self, kind: str) -> Actor:
         for a in self.actors:
@@ -140,9 +145,11 @@ class Catalogue:
         """The composition of the given casts (``"munmap(vma=S)"``...), in canonical order."""
         if not casts:
             raise UnknownName("a composition needs at least one actor")
+        return self._canonical(self.cast(c) for c in casts)
+
+    def _canonical(self, casts: Iterable[Cast]) -> "Composition":
         order = {a.kind: i for i, a in enumerate(self.actors)}
-        parsed = sorted((self.cast(c) for c in casts), key=lambda c: (order[c.actor.kind], c.args))
-        return Composition(self, tuple(parsed))
+        return Composition(self, tuple(sorted(casts, key=lambda c: (order[c.actor.kind], c.args))))
 
     def parse(self, name: str) -> "Composition":
         """The composition a name made by :attr:`Composition.name` stands for."""
@@ -155,7 +162,7 @@ class Catalogue:
         for n in range(1, max_actors + 1):
             for chosen in itertools.combinations_with_replacement(casts, n):
                 if any(c.actor.reads_rmap for c in chosen):
-                    yield Composition(self, chosen)
+                    yield self._canonical(chosen)
 
 
 @attrs.frozen

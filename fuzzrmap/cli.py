@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import __version__, engine, files, necessity, parallel, report, show, shrink
+from fuzzrmap import __version__, engine, files, hunt, necessity, parallel, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.files import shown
@@ -96,6 +96,24 @@ def _invariant(text: str) -> str:
 SCENARIO_HELP = "a registered scenario (fuzzrmap list) or a scenario file: path/to/file.py[:NAME]"
 SCENARIO_FILE_HELP = ("the scenario file of a seed file recorded from one (a seed file never loads code "
                       "by itself)")
+
+
+HUNT_HELP = """\
+Enumerate every multiset of 1..N actors of a catalogue (with at least one rmap
+reader or walker; the RCU thread always runs), prune those whose actors share
+no written resource in a sequential run of each actor alone (a heuristic),
+explore each kept one up to E executions (PCT sampling past the budget),
+deduplicate violations by signature, shrink one witness each and write its
+seed file.  DIR gets manifest.json, compositions/, findings/, hunt.md, hunt.json.
+
+Which variant: --variant V runs V; --generation G alone runs the catalogue's
+variant that is exactly G (no hunk added or removed); both: V, which must be
+of generation G; neither: the catalogue's first variant (fixed).
+
+Exit codes: 1 a violation was found; 0 every kept composition was verified
+complete; 3 none found but some composition was budget-limited; 2 bad input
+(or DIR holds another hunt); 130 interrupted (finished compositions are kept:
+continue with --resume DIR)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     ne.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help=out_help)
     ne.add_argument("--json", action="store_true", help=json_help)
 
+    hn = sub.add_parser("hunt", help="compose actors and search every composition for a violation",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, description=HUNT_HELP)
+    hn.add_argument("--catalogue", help="the actor catalogue (default: the only one)")
+    hn.add_argument("--generation", metavar="G", help="the catalogue's variant that is exactly generation G (default: see below)")
+    hn.add_argument("--variant", metavar="V", help="this variant (of generation G, if --generation is given too)")
+    hn.add_argument("--max-actors", type=_positive, default=3, metavar="N", help="actors per composition (default: 3)")
+    hn.add_argument("--actors", metavar="LIST", help="comma-separated actor kinds to compose (default: all)")
+    hn.add_argument("--budget", type=_positive, default=hunt.DEFAULT_BUDGET, metavar="E",
+                    help=f"explore executions per composition, then as many PCT schedules (default: {hunt.DEFAULT_BUDGET})")
+    hn.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
+                    help=f"executions for proving each finding's shrunk witness minimal (default: {shrink.PROOF_BUDGET})")
+    hn.add_argument("--jobs", type=_positive, default=1, metavar="J", help="worker processes (default: 1; results do not depend on J)")
+    hn.add_argument("--out", type=Path, metavar="DIR", help="where the hunt is written (default: fuzzrmap-hunt)")
+    hn.add_argument("--resume", type=Path, metavar="DIR", help="continue the hunt in DIR, skipping finished compositions (default: a new hunt)")
+    hn.add_argument("--json", action="store_true", help=json_help)
+
     rp = sub.add_parser("replay", help="re-execute a seed file, or every seed file in a directory")
     rp.add_argument("seedfile", type=Path, metavar="SEEDFILE|DIR",
                     help="a seed file, or a directory: replay each *.json in it and print a summary "
@@ -268,13 +302,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _dispatch(argv: Optional[List[str]]) -> int:
-    commands = {"list": cmd_list, "actors": cmd_actors, "necessity": cmd_necessity, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink,
+    commands = {"list": cmd_list, "actors": cmd_actors, "necessity": cmd_necessity, "hunt": hunt.command, "fuzz": cmd_fuzz, "explore": cmd_explore, "shrink": cmd_shrink,
                 "replay": cmd_replay, "show": cmd_show}
     try:
         args = build_parser().parse_args(argv)
         return commands[args.command](args)
     except (UsageError, registry.UnknownName, seedfile.SeedFileError, engine.ReplayError, files.FileError, FootprintError,
-            parallel.ClusterError) as e:
+            parallel.ClusterError, hunt.HuntError) as e:
         _error(e.args[0] if e.args else str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:

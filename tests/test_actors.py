@@ -98,3 +98,8 @@ def test_fuzzrmap_actors_lists_the_catalogue(capsys):
     assert "mm/damon/ops-common.c" in damon["source"]
     assert main(["actors"]) == 0
     assert "ksm" in capsys.readouterr().out
+
+
+def test_enumerated_compositions_are_named_as_they_parse():
+    for comp in CATALOGUE.compositions(2):
+        assert CATALOGUE.parse(comp.name) == comp, comp.name

@@ -332,4 +332,5 @@ VARIANTS = (
 )
 
 CATALOGUE = Catalogue("kernel", "kernel operations that race with an unlocked rmap walk of an anon folio",
-                      ACTORS, build, _world, VARIANTS, environment=KERNEL, module=__name__)
+                      ACTORS, build, _world, VARIANTS, environment=KERNEL, module=__name__,
+                      quiet_checks=[BETWEEN_OPS])
