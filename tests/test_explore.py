@@ -83,6 +83,17 @@ def test_the_residual_slow_path_window_is_an_unbalanced_unlock():
     assert labels[-1].startswith("S6 anon_vma_unlock_read")
 
 
+def test_the_fast_path_retry_returns_a_stale_anon_vma_unlocked_and_the_proposed_reset_closes_it():
+    sc = registry.get("uffd-move-vs-referenced-unmap-dst")
+    failure = engine.explore(sc, sc.variant("fixed")).failure
+    assert failure.failure.invariant == "I1a" and "holding []" in failure.failure.message
+    labels = [s.label for s in failure.steps if failure.roles[s.task] == "reader"]
+    retry = next(i for i, label in enumerate(labels) if label.startswith("L5 up_read"))
+    assert labels[retry + 2].startswith("L1") and labels[retry + 3].startswith("L2"), labels[retry:]
+    proposed = engine.explore(sc, sc.variant("proposed"))
+    assert proposed.complete and proposed.failure is None
+
+
 def test_a_preemption_bound_limits_the_naive_search():
     sc = registry.get("uffd-move-vs-referenced")
     v = sc.variant("unpatched")

@@ -36,6 +36,12 @@ def test_the_flagship_scenarios_and_their_expectations_are_registered():
         ("uffd-move-vs-referenced", "g2"): CLEAN,
         ("uffd-move-vs-page-idle", "g2"): CLEAN,
         ("uffd-move-vs-page-idle-fork", "g2"): CLEAN,
+        ("uffd-move-vs-referenced-unmap-dst", "fixed"): FAILS,
+        ("uffd-move-vs-referenced-unmap-dst", "unpatched"): FAILS,
+        ("uffd-move-vs-referenced-unmap-dst", "no-fast-recheck"): FAILS,
+        ("uffd-move-vs-referenced-unmap-dst", "no-slow-recheck"): FAILS,
+        ("uffd-move-vs-referenced-unmap-dst", "g2"): CLEAN,
+        ("uffd-move-vs-referenced-unmap-dst", "proposed"): CLEAN,
     }
     assert {(s, v): e for s, v, e in CASES} == expected
 

@@ -47,6 +47,12 @@ FAST_RECHECK = hunk("rmap.fast_recheck",
                     "L5: after down_read_trylock() of the root, re-check folio->mapping, else goto retry")
 SLOW_RECHECK = hunk("rmap.slow_recheck",
                     "S6: after anon_vma_lock_read(), re-check folio->mapping, else unlock, put and goto retry")
+#: A proposed fix, in no kernel: the fast-path recheck's ``goto retry`` leaves
+#: ``anon_vma`` set, so a retry that finds the folio unmapped (or its mapping
+#: no longer anon) returns it through ``out:`` without its lock; the slow path
+#: sets ``anon_vma = NULL`` before its retry (scenario uffd-move-vs-referenced-unmap-dst).
+RETRY_RESETS = hunk("rmap.retry_resets_anon_vma",
+                    "L5: set anon_vma = NULL before the fast path's goto retry, as S6 does (proposed)")
 
 #: The 2025 rework, "mm: always call rmap_walk() on locked folios" (generation
 #: G2): every rmap walker of an anon folio holds the folio lock.
@@ -293,6 +299,8 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                     check.anon_vma_access(root_anon_vma, "L5 up_read", idiom=True)
                     root_anon_vma.rwsem.up_read()
                     rcu_read_unlock()
+                    if RETRY_RESETS.on:
+                        anon_vma = None
                     continue
             # If the folio is still mapped, then this anon_vma is still its
             # anon_vma, and holding the mutex ensures that it will not go away.
