@@ -82,14 +82,16 @@ def test_the_lock_family_runs_each_order_of_the_lock_once():
 # -- random small programs ----------------------------------------------------------------
 
 def random_program(seed):
-    """2-3 threads of 1-3 operations over two cells, a spinlock and waits on a flag."""
+    """2-3 threads of 1-3 operations over two cells, a spinlock and waits on a flag (or a cell),
+    tracked or declared."""
     rng = random.Random(seed)
     n_threads = rng.choice([2, 2, 3])
     plans = []
     for _ in range(n_threads):
         ops = []
         for _ in range(rng.randint(1, 3 if n_threads == 2 else 2)):
-            ops.append(rng.choice(["read", "write", "locked-incr", "set-flag", "wait-flag", "declared-read"]))
+            ops.append(rng.choice(["read", "write", "locked-incr", "set-flag", "wait-flag", "declared-read",
+                                   "declared-wait-flag", "declared-wait-either"]))
         plans.append(ops)
 
     def threads(k):
@@ -120,9 +122,16 @@ def random_program(seed):
                     elif op == "set-flag":
                         await point(f"t{t}", "set flag", TRACKED)
                         flag.value = 1
-                    else:
+                    elif op == "wait-flag":
                         await wait_until(f"t{t}", "wait flag", lambda: flag.value == 1, TRACKED)
                         log.append((t, -1))
+                    elif op == "declared-wait-flag":
+                        await wait_until(f"t{t}", "wait flag", lambda: flag.value == 1, reads("flag.value"))
+                        log.append((t, -2))
+                    else:  # a predicate over two cells, declared
+                        await wait_until(f"t{t}", "wait flag or cell", lambda: flag.value == 1 or c.value > 1,
+                                         reads("flag.value", f"{c._shared_name}.value"))
+                        log.append((t, -3))
             return run
 
         return ([(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)],
@@ -134,7 +143,7 @@ def random_program(seed):
     return tiny._program(f"random-{seed}", threads)
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_programs_match_naive(seed):
     same_as_naive(random_program(seed))
 
@@ -155,3 +164,34 @@ def test_check_footprints_names_the_step_and_the_resource():
     with pytest.raises(FootprintError, match=r"step 0 \(liar: liar says it only reads x\) writes x.value"):
         engine.explore(scenario, scenario.variants[0], check_footprints=True)
     assert engine.explore(scenario, scenario.variants[0]).complete
+
+
+def either_flag(declared):
+    """A waiter released by either of two flags, logging what it saw of the first one.
+
+    ``declared``: its footprint names both flags; else it is TRACKED and the
+    predicate, which short-circuits, reads only the flag that released it.
+    """
+    def threads(k):
+        a, b = tiny.Cell("a"), tiny.Cell("b")
+        seen = []
+
+        async def setter(cell):
+            await point("set", f"{cell._shared_name} = 1", TRACKED)
+            cell.value = 1
+
+        async def waiter():
+            await wait_until("w", "wait a or b", lambda: a.value == 1 or b.value == 1,
+                             reads("a.value", "b.value") if declared else TRACKED)
+            seen.append(a.value)
+
+        return ([("A", lambda: setter(a)), ("w", waiter), ("B", lambda: setter(b))],
+                lambda: (tuple(seen), a.value, b.value))
+
+    return tiny._program(f"tiny-either-flag-{'declared' if declared else 'tracked'}", threads)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_wait_released_by_either_of_two_steps(declared):
+    _, _, seen = same_as_naive(either_flag(declared))
+    assert {state[0] for state, _ in seen} == {(0,), (1,)}

@@ -36,9 +36,16 @@ when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
   a race), because a reversal past the step that enabled it may be
   impossible while one further back is not - a mutex's previous acquire
   rather than its release;
-* when no initial of the reversal can run in the state before ``e`` (the
-  waiter is disabled there), every enabled thread is added (Flanagan and
-  Godefroid's fallback); and the threads still parked when an execution ends
+* when no initial of the reversal can run in the state before ``e``, every
+  initial is a wait disabled there.  A wait with a declared footprint stays
+  disabled along the steps of the reversal before it (they do not touch what
+  its predicate reads), so the reversal does not exist and nothing is added:
+  the orders that would enable the wait otherwise are races of their own,
+  and the earlier races of the wait stay visible (the second rule).  Only
+  for a wait whose predicate reads are known just from the state where it
+  was released (a :data:`~fuzzrmap.sched.api.TRACKED` wait) is every enabled
+  thread added (Flanagan and Godefroid's fallback); and the threads still
+  parked when an execution ends
   (a deadlock, a failure, a daemon asleep) count as pending steps, with their
   declared footprint plus what their predicate reads, so races with steps
   that never ran are not lost.
@@ -310,7 +317,7 @@ class Explore(Strategy):
         runnable = sorted(r for r in initials if r in node.enabled)
         if runnable:
             node.backtrack.add(events[i].task if events[i].task in runnable else runnable[0])
-        else:
+        elif any(events[first[r]].waits == 2 for r in initials):
             node.backtrack.update(q for q in node.enabled if q not in node.sleep)
 
 
