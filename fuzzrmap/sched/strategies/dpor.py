@@ -260,8 +260,7 @@ class Explore(Strategy):
             for j in earlier:
                 if visible[events[j].task] >= j:
                     continue  # ordered before i through steps that can be reversed
-                self._backtrack(j, i, events, clocks, n)
-                if self._reversible(j, i, events, earlier, clocks, base):
+                if self._backtrack(j, i, events, clocks, n) and self._reversible(j, i, events, earlier, clocks, base):
                     visible = _join(visible, clocks[j])
 
     def _reversible(self, j: int, i: int, events: List[Event], earlier: List[int],
@@ -298,8 +297,13 @@ class Explore(Strategy):
                         found.add(j)
         return sorted(found, reverse=True)
 
-    def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> None:
-        """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order."""
+    def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> bool:
+        """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order.
+
+        False when the reversed order cannot run from there: one of its
+        initials is a wait with a declared footprint, disabled before ``j``,
+        that nothing before it in the reversal touches.
+        """
         node = self.stack[j]
         p = events[j].task
         # v = the executed steps after j that do not depend on j, then step i
@@ -312,13 +316,16 @@ class Explore(Strategy):
             ck = clocks[k]
             if not any(s != r and f <= ck[s] for s, f in first.items()):
                 initials.add(r)
+        if any(events[first[r]].waits == 1 and r not in node.enabled for r in initials):
+            return False
         if initials & (node.backtrack | node.done.keys() | node.sleep.keys()):
-            return
+            return True
         runnable = sorted(r for r in initials if r in node.enabled)
         if runnable:
             node.backtrack.add(events[i].task if events[i].task in runnable else runnable[0])
-        elif any(events[first[r]].waits == 2 for r in initials):
+        else:
             node.backtrack.update(q for q in node.enabled if q not in node.sleep)
+        return True
 
 
 def _wait_kind(op) -> int:
