@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only schedules with at most K preemptions (naive search, no reduction)")
     ex.add_argument("--no-reduction", action="store_true", help="naive depth-first search over every schedule")
     ex.add_argument("--max-executions", type=_positive, metavar="N", help="stop after N executions (exit 3)")
+    ex.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                    help="worker processes for the subtrees of the search (default: the machine's cores)")
     ex.add_argument("--check-footprints", action="store_true",
                     help="stop (exit 2) when a step touches a tracked resource its declared footprint omits")
     ex.add_argument("--out", type=Path, default=Path("fuzzrmap-seeds"), help="where seed files go")
@@ -270,7 +272,8 @@ def cmd_explore(args) -> int:
     variant = scenario.variant(args.variant)
     reduction = not args.no_reduction and args.preemption_bound is None
     result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
-                            max_executions=args.max_executions, check_footprints=args.check_footprints)
+                            max_executions=args.max_executions, check_footprints=args.check_footprints,
+                            jobs=args.jobs)
     path = None
     failure = result.failure.failure if result.failure else None
     if failure is not None:
@@ -296,12 +299,13 @@ def cmd_explore(args) -> int:
             "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
             "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut,
             "invariant": failure.invariant if failure else None, "message": failure.message if failure else None,
-            "seed_file": str(path) if path else None, "elapsed_s": round(result.elapsed_s, 3),
+            "seed_file": str(path) if path else None, "elapsed_s": round(result.elapsed_s, 3), "jobs": result.jobs,
             "naive_upper_bound": str(result.naive_upper_bound), "steps_per_thread": result.steps_per_thread,
         }))
     else:
         print(f"{scenario.name} / {variant.name}: {search}")
-        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s")
+        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s"
+              + (f" ({result.jobs} worker processes)" if result.jobs > 1 else ""))
         print(f"  naive interleavings: at most {result.naive_upper_bound:.3g} "
               f"(steps per thread {'+'.join(map(str, result.steps_per_thread))}, ignoring blocking)")
         if failure is not None:

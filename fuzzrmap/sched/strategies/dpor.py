@@ -57,7 +57,7 @@ left out.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
@@ -126,19 +126,63 @@ class Explore(Strategy):
         self.hit_bound = False
         #: (tid, op) of the threads parked after the last step of this execution
         self._parked: List[Tuple[int, object]] = []
+        #: a subtree search (:meth:`start_subtree`): the nodes above ``base``
+        #: belong to the whole search, the threads to try at its root are ``todo``
+        self.base = 0
+        self.todo: Tuple[int, ...] = ()
+        #: backtrack points this subtree search found for nodes above ``base``:
+        #: (depth, initials of the reversal, threads it added there)
+        self.requests: List[Tuple[int, FrozenSet[int], FrozenSet[int]]] = []
 
     # -- moving the DFS ------------------------------------------------------
     def advance(self) -> bool:
-        """Set up the next execution; False when the search space is exhausted."""
+        """Set up the next execution; False when the search space (or the subtree) is exhausted."""
         while self.stack:
-            node = self.stack[-1]
-            for tid in sorted(node.backtrack):
-                if tid not in node.done and tid not in node.sleep and self._allowed(node, tid):
-                    node.chosen = tid
-                    self._fresh_from = len(self.stack) - 1
-                    return True
+            depth = len(self.stack) - 1
+            node = self.stack[depth]
+            tid = self._next_choice(node, self.todo if depth == self.base - 1 else node.backtrack)
+            if tid is not None:
+                node.chosen = tid
+                self._fresh_from = depth
+                return True
+            if depth < self.base:
+                return False
             self.stack.pop()
         return False
+
+    def _next_choice(self, node: Node, options) -> Optional[int]:
+        for tid in self.pending(node, options):
+            return tid
+        return None
+
+    def pending(self, node: Node, options) -> List[int]:
+        """The threads of ``options`` still to try at ``node``, in the order the search tries them."""
+        return [tid for tid in sorted(options)
+                if tid not in node.done and tid not in node.sleep and self._allowed(node, tid)]
+
+    # -- searching a subtree (parallel explore) -----------------------------------
+    def start_subtree(self, nodes: List[Node], todo: Tuple[int, ...]) -> bool:
+        """Search only below ``nodes[-1]``, trying ``todo`` there; False when none is left to try.
+
+        ``nodes`` is the path from the initial state, each with the choice
+        taken (the last one's is set here).  Races that need a backtrack
+        point at one of these nodes are not searched here but listed in
+        :attr:`requests`.
+        """
+        self.stack = nodes
+        self.base = len(nodes)
+        self.todo = tuple(todo)
+        return self.advance()
+
+    def frontier(self) -> List[Tuple[int, List[int]]]:
+        """(depth, threads) of every node on the stack with threads left to try (the subtree's rest)."""
+        out = []
+        for depth in range(self.base - 1, len(self.stack)):
+            node = self.stack[depth]
+            left = self.pending(node, self.todo if depth == self.base - 1 else node.backtrack)
+            if left:
+                out.append((depth, left))
+        return out
 
     def _allowed(self, node: Node, tid: int) -> bool:
         if self.bound is None or not node.preempts(tid) or node.preemptions < self.bound:
@@ -322,9 +366,12 @@ class Explore(Strategy):
             return True
         runnable = sorted(r for r in initials if r in node.enabled)
         if runnable:
-            node.backtrack.add(events[i].task if events[i].task in runnable else runnable[0])
+            added = {events[i].task if events[i].task in runnable else runnable[0]}
         else:
-            node.backtrack.update(q for q in node.enabled if q not in node.sleep)
+            added = {q for q in node.enabled if q not in node.sleep}
+        node.backtrack |= added
+        if j < self.base:
+            self.requests.append((j, frozenset(initials), frozenset(added)))
         return True
 
 

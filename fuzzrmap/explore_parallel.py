@@ -1,0 +1,243 @@
+"""Parallel explore: the subtrees of one search in worker processes.
+
+Stateless search splits naturally: a state of the search tree is named by the
+decisions that lead to it, and a worker that knows the path (each node's
+enabled threads, sleep set and what was tried there) can search the subtree
+below by replaying the path, with nothing shared but that description.  One
+search, many *work units*:
+
+* a unit is a path, the threads to try at its last node and nothing else; a
+  worker searches below it (:meth:`~fuzzrmap.sched.strategies.dpor.Explore.start_subtree`)
+  for at most ``split_after`` runs, then hands back the rest of its subtree
+  - every node of its stack with threads left to try - as new units;
+* races found in a unit whose reversal starts above the unit's root cannot be
+  searched there: the worker returns them as requests, and the coordinator,
+  which keeps every node that lies on some unit's path, adds the backtrack
+  point unless some unit already tries one of the reversal's initials;
+* a thread given to a unit counts as tried at its node from then on, and its
+  subtree's exploration is complete once all units below it are: the
+  sleep-set argument of the sequential search holds for the finished search.
+
+Deterministic, whatever the timing: a unit's contents are fixed when it is
+created, units are created only while merging results, and results are
+merged strictly in the order their units were created (a finished unit waits
+for the ones before it).  So a run is a pure function of the scenario, the
+variant, the options and ``jobs``... and not even of ``jobs``: the number of
+workers changes only how fast the units are run.  Units are small (bounded by
+``split_after``), which keeps the wait for an earlier unit short and gives
+idle workers something to take: the queue plays the part of work stealing.
+
+The same verdict and the same violations as ``jobs=1`` (the search is
+sound and complete either way); the counts differ a little, as a thread tried
+in another unit is known to a new unit's sleep set only once its footprint
+has been merged.  With ``stop_on_failure`` the search stops at the first
+failure in merge order, which may not be the one the sequential search meets
+first.  ``max_executions`` is checked at each merge, so a budgeted search
+may run a few units past it.
+
+Workers are forked (they inherit the scenario, so scenarios built in tests
+need not be picklable) and ignore Ctrl-C, which the coordinator handles.
+Left out: a cluster backend, and sharing state between workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import signal
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Deque, Dict, FrozenSet, List, Optional, Tuple
+
+import attrs
+
+from fuzzrmap import engine
+from fuzzrmap.scenario import Scenario, Variant
+from fuzzrmap.sched.api import RUNNING
+from fuzzrmap.sched.strategies.dpor import Explore, Node
+
+#: runs a unit makes before it hands the rest of its subtree back
+SPLIT_AFTER = 24
+
+Path = Tuple[int, ...]
+
+
+@attrs.define
+class Options:
+    reduction: bool
+    preemption_bound: Optional[int]
+    stop_on_failure: bool
+    target: Optional[str]
+    check_footprints: bool
+    final_states: bool
+    split_after: int
+
+
+@attrs.define
+class Unit:
+    """Search below the node at ``path``, trying ``todo`` there; ``nodes`` are the path's nodes."""
+
+    seq: int
+    path: Path
+    nodes: List[Node]
+    todo: Tuple[int, ...]
+
+
+@attrs.define
+class UnitResult:
+    seq: int
+    tally: engine.Tally
+    bound_cut: bool
+    #: (depth, initials, threads added) for nodes above the unit's root
+    requests: List[Tuple[int, FrozenSet[int], FrozenSet[int]]]
+    #: the unit's stack from its root down to the deepest node with threads left
+    nodes: List[Node]
+    #: (depth, threads left to try) of those nodes
+    frontier: List[Tuple[int, List[int]]]
+
+
+# -- the worker side ----------------------------------------------------------------
+
+_JOB: Optional[Tuple[Scenario, Variant, Options]] = None
+
+
+def _init_worker(scenario: Scenario, variant: Variant, options: Options) -> None:
+    global _JOB
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _JOB = (scenario, variant, options)
+    RUNNING.check_footprints = options.check_footprints
+
+
+def run_unit(unit: Unit) -> UnitResult:
+    """Search one unit's subtree for at most ``split_after`` runs (in a worker process)."""
+    scenario, variant, opts = _JOB
+    strategy = Explore(reduction=opts.reduction, preemption_bound=opts.preemption_bound)
+    tally = engine.Tally()
+    # the root unit's first run is the first execution of the whole search
+    if not unit.nodes or strategy.start_subtree(unit.nodes, unit.todo):
+        engine.search(scenario, variant, strategy, tally, advance_first=False, max_runs=opts.split_after,
+                      stop_on_failure=opts.stop_on_failure, target=opts.target, final_states=opts.final_states)
+    else:
+        tally.complete = True
+    frontier = [] if tally.complete else strategy.frontier()
+    top = max(strategy.base - 1, 0)
+    bottom = frontier[-1][0] + 1 if frontier else top + 1
+    return UnitResult(unit.seq, tally, strategy.hit_bound, strategy.requests,
+                      strategy.stack[top:bottom] if strategy.stack else [], frontier)
+
+
+# -- the coordinator --------------------------------------------------------------------
+
+@attrs.define
+class Coordinator:
+    """The nodes on the units' paths, and the units still to run, in creation order."""
+
+    options: Options
+    #: path -> node; a node's ``backtrack`` is every thread given to some unit there
+    nodes: Dict[Path, Node] = attrs.Factory(dict)
+    queue: Deque[Unit] = attrs.Factory(deque)
+    units: Dict[int, Unit] = attrs.Factory(dict)
+    created: int = 0
+
+    def root(self) -> None:
+        self._unit((), [], ())
+
+    def _unit(self, path: Path, nodes: List[Node], todo: Tuple[int, ...]) -> None:
+        unit = Unit(self.created, path, nodes, todo)
+        self.created += 1
+        self.queue.append(unit)
+        self.units[unit.seq] = unit
+
+    def _subtree(self, path: Path, todo: List[int]) -> None:
+        """A unit trying ``todo`` at the node at ``path`` (given to it from now on)."""
+        here = self.nodes[path]
+        here.backtrack.update(todo)
+        nodes = []
+        for depth in range(len(path) + 1):
+            node = copy.deepcopy(self.nodes[path[:depth]])
+            node.chosen = path[depth] if depth < len(path) else -1
+            nodes.append(node)
+        self._unit(path, nodes, tuple(todo))
+
+    def merge(self, result: UnitResult) -> None:
+        """Fold a unit's nodes, requests and frontier into the search (in creation order)."""
+        unit = self.units.pop(result.seq)
+        base = len(unit.nodes)
+        top = max(base - 1, 0)
+        path = unit.path[:top]
+        for offset, node in enumerate(result.nodes):
+            depth = top + offset
+            key = path + tuple(n.chosen for n in result.nodes[:offset])
+            known = self.nodes.get(key)
+            if known is None:
+                node.backtrack |= node.done.keys()
+                self.nodes[key] = node
+            else:
+                known.done.update(node.done)
+            assert len(key) == depth
+        asked: Dict[Path, List[int]] = {}
+        for depth, initials, added in result.requests:
+            key = unit.path[:depth]
+            node = self.nodes[key]
+            claimed = node.backtrack | node.done.keys() | node.sleep.keys()
+            if initials & claimed:
+                continue
+            if added - claimed:
+                node.backtrack |= added
+                asked.setdefault(key, []).extend(sorted(added - claimed))
+        for key, todo in asked.items():
+            self._subtree(key, todo)
+        for depth, todo in reversed(result.frontier):
+            key = path + tuple(n.chosen for n in result.nodes[:depth - top])
+            self._subtree(key, todo)
+
+
+def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = True,
+            preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
+            stop_on_failure: bool = True, target: Optional[str] = None, check_footprints: bool = False,
+            final_states: bool = False, split_after: int = SPLIT_AFTER) -> engine.ExploreResult:
+    """:func:`fuzzrmap.engine.explore` with the subtrees of the search in ``jobs`` worker processes."""
+    options = Options(reduction, preemption_bound, stop_on_failure, target, check_footprints, final_states,
+                      split_after)
+    coordinator = Coordinator(options)
+    coordinator.root()
+    tally = engine.Tally()
+    bound_cut = interrupted = False
+    start = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(scenario, variant, options))
+    running: Dict[int, object] = {}
+    finished: Dict[int, UnitResult] = {}
+    next_merge = 0
+    try:
+        while True:
+            while coordinator.queue and len(running) < 2 * jobs:
+                unit = coordinator.queue.popleft()
+                running[unit.seq] = pool.submit(run_unit, unit)
+            if not running and not finished:
+                tally.complete = True
+                break
+            done, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+            for seq in [s for s, f in running.items() if f in done]:
+                finished[seq] = running.pop(seq).result()
+            stop = False
+            while next_merge in finished:
+                result = finished.pop(next_merge)
+                next_merge += 1
+                tally.add(result.tally)
+                bound_cut |= result.bound_cut
+                if (stop_on_failure and result.tally.failure is not None) or \
+                        (max_executions is not None and tally.executions >= max_executions):
+                    stop = True
+                    break
+                coordinator.merge(result)
+            if stop:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return engine.explore_result(tally, time.perf_counter() - start, reduction, preemption_bound, bound_cut,
+                                 interrupted, jobs)
