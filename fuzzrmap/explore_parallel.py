@@ -42,7 +42,6 @@ Left out: a cluster backend, and sharing state between workers.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import signal
 import time
@@ -58,7 +57,7 @@ from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.strategies.dpor import Explore, Node
 
 #: runs a unit makes before it hands the rest of its subtree back
-SPLIT_AFTER = 24
+SPLIT_AFTER = 12
 
 Path = Tuple[int, ...]
 
@@ -131,7 +130,12 @@ def run_unit(unit: Unit) -> UnitResult:
 
 @attrs.define
 class Coordinator:
-    """The nodes on the units' paths, and the units still to run, in creation order."""
+    """The nodes on the units' paths, and the units still to run, in creation order.
+
+    Threads for a node that a unit still searches from are held back until
+    that unit is merged: they then join a unit that knows the footprints of
+    the threads tried there, so its sleep set is the sequential search's.
+    """
 
     options: Options
     #: path -> node; a node's ``backtrack`` is every thread given to some unit there
@@ -139,6 +143,10 @@ class Coordinator:
     queue: Deque[Unit] = attrs.Factory(deque)
     units: Dict[int, Unit] = attrs.Factory(dict)
     created: int = 0
+    #: path -> units searching from that node, not merged yet
+    busy: Dict[Path, int] = attrs.Factory(dict)
+    #: path -> threads held back for that node
+    held: Dict[Path, List[int]] = attrs.Factory(dict)
 
     def root(self) -> None:
         self._unit((), [], ())
@@ -151,23 +159,20 @@ class Coordinator:
 
     def _subtree(self, path: Path, todo: List[int]) -> None:
         """A unit trying ``todo`` at the node at ``path`` (given to it from now on)."""
-        here = self.nodes[path]
-        here.backtrack.update(todo)
-        nodes = []
-        for depth in range(len(path) + 1):
-            node = copy.deepcopy(self.nodes[path[:depth]])
-            node.chosen = path[depth] if depth < len(path) else -1
-            nodes.append(node)
+        self.nodes[path].backtrack.update(todo)
+        self.busy[path] = self.busy.get(path, 0) + 1
+        nodes = [self.nodes[path[:depth]].copy(path[depth] if depth < len(path) else -1)
+                 for depth in range(len(path) + 1)]
         self._unit(path, nodes, tuple(todo))
 
     def merge(self, result: UnitResult) -> None:
         """Fold a unit's nodes, requests and frontier into the search (in creation order)."""
         unit = self.units.pop(result.seq)
-        base = len(unit.nodes)
-        top = max(base - 1, 0)
+        top = max(len(unit.nodes) - 1, 0)
         path = unit.path[:top]
+        if unit.nodes:
+            self.busy[path] -= 1
         for offset, node in enumerate(result.nodes):
-            depth = top + offset
             key = path + tuple(n.chosen for n in result.nodes[:offset])
             known = self.nodes.get(key)
             if known is None:
@@ -175,22 +180,24 @@ class Coordinator:
                 self.nodes[key] = node
             else:
                 known.done.update(node.done)
-            assert len(key) == depth
-        asked: Dict[Path, List[int]] = {}
+        todo: Dict[Path, List[int]] = {}
         for depth, initials, added in result.requests:
             key = unit.path[:depth]
             node = self.nodes[key]
             claimed = node.backtrack | node.done.keys() | node.sleep.keys()
-            if initials & claimed:
+            if initials & claimed or not added - claimed:
                 continue
-            if added - claimed:
-                node.backtrack |= added
-                asked.setdefault(key, []).extend(sorted(added - claimed))
-        for key, todo in asked.items():
-            self._subtree(key, todo)
-        for depth, todo in reversed(result.frontier):
-            key = path + tuple(n.chosen for n in result.nodes[:depth - top])
-            self._subtree(key, todo)
+            node.backtrack |= added
+            todo.setdefault(key, []).extend(sorted(added - claimed))
+        for depth, left in reversed(result.frontier):
+            todo.setdefault(path + tuple(n.chosen for n in result.nodes[:depth - top]), []).extend(left)
+        if unit.nodes and not self.busy[path] and path in self.held:
+            todo.setdefault(path, []).extend(self.held.pop(path))
+        for key, threads in todo.items():
+            if self.busy.get(key):
+                self.held.setdefault(key, []).extend(threads)
+            else:
+                self._subtree(key, threads)
 
 
 def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = True,
@@ -213,7 +220,7 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
     next_merge = 0
     try:
         while True:
-            while coordinator.queue and len(running) < 2 * jobs:
+            while coordinator.queue and len(running) < 4 * jobs:
                 unit = coordinator.queue.popleft()
                 running[unit.seq] = pool.submit(run_unit, unit)
             if not running and not finished:

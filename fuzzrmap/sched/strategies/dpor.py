@@ -97,6 +97,11 @@ class Node:
     #: threads explored from this state, with the footprint of their step
     done: Dict[int, Footprint] = attrs.Factory(dict)
 
+    def copy(self, chosen: int) -> "Node":
+        """The same state with its own ``backtrack`` and ``done`` (the sleep set never changes)."""
+        return Node(self.enabled, self.current, self.preemptions, self.sleep, chosen, self.chosen_waits,
+                    set(self.backtrack), dict(self.done))
+
     def preempts(self, tid: int) -> bool:
         return self.current is not None and tid != self.current and self.current in self.enabled
 
@@ -169,7 +174,7 @@ class Explore(Strategy):
         point at one of these nodes are not searched here but listed in
         :attr:`requests`.
         """
-        self.stack = nodes
+        self.stack = list(nodes)
         self.base = len(nodes)
         self.todo = tuple(todo)
         return self.advance()
