@@ -14,13 +14,20 @@ executions (reported as ``"complete": false``); families are skipped above
 ``--max-n``.  What is skipped is listed under ``"skipped"``.  Absolute times
 depend on the machine; the counts do not.
 
-    python bench/bench_explore.py [--max-n 6] [--budget 20000] [--json]
+``"parallel"``: the first flagship variant searched with ``--jobs 1`` and
+with ``--jobs 2``, wall-clock seconds (the best of ``--repeat`` runs each)
+and the parallel efficiency ``t1 / (2 * t2)``; ``"loadavg"`` is the
+machine's load when it was measured (other processes on the cores lower the
+efficiency).
+
+    python bench/bench_explore.py [--max-n 6] [--budget 20000] [--repeat 3] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,10 +51,29 @@ def measure(scenario, variant, budget=None, whole=False) -> dict:
             "verdict": verdict, "cpu_s": round(time.process_time() - start, 3)}
 
 
+def parallel(scenario, variant, repeat: int) -> dict:
+    """Wall-clock seconds of one and two worker processes on the same search, and the efficiency."""
+    out = {"scenario": f"{scenario.name}/{variant.name}"}
+    for jobs in (1, 2):
+        best = None
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = engine.explore(scenario, variant, jobs=jobs)
+            wall = time.perf_counter() - start
+            best = wall if best is None else min(best, wall)
+        out[f"jobs_{jobs}"] = {"executions": result.executions, "cut_short": result.pruned,
+                               "verdict": "verified" if result.complete and result.failure is None else "other",
+                               "wall_s": round(best, 3)}
+    out["efficiency"] = round(out["jobs_1"]["wall_s"] / (2 * out["jobs_2"]["wall_s"]), 3)
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--max-n", type=int, default=6)
     p.add_argument("--budget", type=int, default=20000, help="executions per family run")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each --jobs setting; the best counts")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -70,6 +96,11 @@ def main() -> None:
                 out["skipped"].append(f"{family} N={n} stopped at {args.budget} executions")
             if not args.json:
                 print(f"{family} N={n}: {row}", flush=True)
+    name, variant = FLAGSHIP[0]
+    sc = registry.get(name)
+    out["parallel"] = parallel(sc, sc.variant(variant), args.repeat)
+    if not args.json:
+        print(f"parallel: {out['parallel']}", flush=True)
     if args.json:
         print(json.dumps(out))
 

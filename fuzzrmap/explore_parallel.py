@@ -22,18 +22,22 @@ Deterministic, whatever the timing: a unit's contents are fixed when it is
 created, units are created only while merging results, and results are
 merged strictly in the order their units were created (a finished unit waits
 for the ones before it).  So a run is a pure function of the scenario, the
-variant, the options and ``jobs``... and not even of ``jobs``: the number of
-workers changes only how fast the units are run.  Units are small (bounded by
-``split_after``), which keeps the wait for an earlier unit short and gives
-idle workers something to take: the queue plays the part of work stealing.
+variant and the options - not of ``jobs`` either: the number of workers
+changes only how fast the units run.  Units are small (``split_after``
+runs), which keeps the wait for an earlier unit short and gives an idle
+worker something to take: the queue plays the part of work stealing.
+Threads for a node that a unit still searches from are held back until that
+unit is merged, so the unit that tries them knows the footprints of the
+threads tried there before, and its sleep sets are the sequential search's.
 
-The same verdict and the same violations as ``jobs=1`` (the search is
-sound and complete either way); the counts differ a little, as a thread tried
-in another unit is known to a new unit's sleep set only once its footprint
-has been merged.  With ``stop_on_failure`` the search stops at the first
-failure in merge order, which may not be the one the sequential search meets
-first.  ``max_executions`` is checked at each merge, so a budgeted search
-may run a few units past it.
+The same verdict and the same violations as ``jobs=1`` (the search is sound
+and complete either way).  The counts are the sequential ones on the shipped
+scenarios but need not be in general: races are merged in unit order, not
+depth-first order, and may pick other representatives.  With
+``stop_on_failure`` the search stops at the first failure in merge order,
+which may not be the one the sequential search meets first.
+``max_executions`` is checked at each merge, so a budgeted search may run a
+few units past it.
 
 Workers are forked (they inherit the scenario, so scenarios built in tests
 need not be picklable) and ignore Ctrl-C, which the coordinator handles.
