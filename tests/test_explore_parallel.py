@@ -59,3 +59,10 @@ def test_cli_explore_jobs(capsys):
     report = json.loads(capsys.readouterr().out)
     assert (report["verdict"], report["jobs"]) == ("verified", 2)
     assert cli.main(["explore", "uffd-move-vs-page-idle", "--jobs", "0"]) == cli.EXIT_USAGE
+
+
+def test_a_bounded_naive_search_runs_the_same_schedules():
+    sc = registry.get("uffd-move-vs-referenced")
+    one, two = (engine.explore(sc, sc.variant("unpatched"), reduction=False, preemption_bound=0, jobs=j)
+                for j in (1, 2))
+    assert (two.executions, two.complete, two.bound_cut, two.failure) == (one.executions, True, True, None)
