@@ -50,6 +50,11 @@ when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
   declared footprint plus what their predicate reads, so races with steps
   that never ran are not lost.
 
+Subtrees.  :meth:`Explore.start_subtree` confines the search to the states
+below a given path (parallel explore, :mod:`fuzzrmap.explore_parallel`):
+it tries only the given threads at the path's end, and the backtrack points
+its races need above that are handed back as requests instead of searched.
+
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
 left out.
@@ -145,20 +150,15 @@ class Explore(Strategy):
         while self.stack:
             depth = len(self.stack) - 1
             node = self.stack[depth]
-            tid = self._next_choice(node, self.todo if depth == self.base - 1 else node.backtrack)
-            if tid is not None:
-                node.chosen = tid
+            left = self.pending(node, self.todo if depth == self.base - 1 else node.backtrack)
+            if left:
+                node.chosen = left[0]
                 self._fresh_from = depth
                 return True
             if depth < self.base:
                 return False
             self.stack.pop()
         return False
-
-    def _next_choice(self, node: Node, options) -> Optional[int]:
-        for tid in self.pending(node, options):
-            return tid
-        return None
 
     def pending(self, node: Node, options) -> List[int]:
         """The threads of ``options`` still to try at ``node``, in the order the search tries them."""
