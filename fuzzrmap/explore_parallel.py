@@ -19,12 +19,13 @@ search, many *work units*:
   sleep-set argument of the sequential search holds for the finished search.
 
 Deterministic, whatever the timing: a unit's contents are fixed when it is
-created, units are created only while merging results, and results are
-merged strictly in the order their units were created (a finished unit waits
-for the ones before it).  So a run is a pure function of the scenario, the
-variant and the options - not of ``jobs`` either: the number of workers
-changes only how fast the units run.  Units are small (``split_after``
-runs), which keeps the wait for an earlier unit short and gives an idle
+created, units are created only while merging results, results are merged
+in the order their units were dispatched, and units are dispatched only
+after a merge (or at the start), newest first - depth-first, like the
+sequential search - until ``IN_FLIGHT`` per worker are out.  So a run is a
+pure function of the scenario, the variant, the options and ``jobs``; the
+timing changes only how fast it goes.  Units are small (``split_after``
+runs), which keeps the wait for the oldest unit short and leaves an idle
 worker something to take: the queue plays the part of work stealing.
 Threads for a node that a unit still searches from are held back until that
 unit is merged, so the unit that tries them knows the footprints of the
@@ -50,7 +51,7 @@ import multiprocessing
 import signal
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Deque, Dict, FrozenSet, List, Optional, Tuple
 
 import attrs
@@ -62,6 +63,8 @@ from fuzzrmap.sched.strategies.dpor import Explore, Node
 
 #: runs a unit makes before it hands the rest of its subtree back
 SPLIT_AFTER = 12
+#: units dispatched and not merged yet, per worker
+IN_FLIGHT = 4
 
 Path = Tuple[int, ...]
 
@@ -193,7 +196,7 @@ class Coordinator:
                 continue
             node.backtrack |= added
             todo.setdefault(key, []).extend(sorted(added - claimed))
-        for depth, left in reversed(result.frontier):
+        for depth, left in result.frontier:
             todo.setdefault(path + tuple(n.chosen for n in result.nodes[:depth - top]), []).extend(left)
         if unit.nodes and not self.busy[path] and path in self.held:
             todo.setdefault(path, []).extend(self.held.pop(path))
@@ -219,33 +222,26 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=(scenario, variant, options))
-    running: Dict[int, object] = {}
-    finished: Dict[int, UnitResult] = {}
-    next_merge = 0
+    # units dispatched and not merged yet, oldest first: they are merged in this order
+    dispatched: Deque[Future] = deque()
+
+    def dispatch() -> None:
+        while coordinator.queue and len(dispatched) < IN_FLIGHT * jobs:
+            dispatched.append(pool.submit(run_unit, coordinator.queue.pop()))  # newest first: depth-first
+
     try:
-        while True:
-            while coordinator.queue and len(running) < 4 * jobs:
-                unit = coordinator.queue.popleft()
-                running[unit.seq] = pool.submit(run_unit, unit)
-            if not running and not finished:
-                tally.complete = True
+        dispatch()
+        while dispatched:
+            result = dispatched.popleft().result()
+            tally.add(result.tally)
+            bound_cut |= result.bound_cut
+            if (stop_on_failure and result.tally.failure is not None) or \
+                    (max_executions is not None and tally.executions >= max_executions):
                 break
-            done, _ = wait(running.values(), return_when=FIRST_COMPLETED)
-            for seq in [s for s, f in running.items() if f in done]:
-                finished[seq] = running.pop(seq).result()
-            stop = False
-            while next_merge in finished:
-                result = finished.pop(next_merge)
-                next_merge += 1
-                tally.add(result.tally)
-                bound_cut |= result.bound_cut
-                if (stop_on_failure and result.tally.failure is not None) or \
-                        (max_executions is not None and tally.executions >= max_executions):
-                    stop = True
-                    break
-                coordinator.merge(result)
-            if stop:
-                break
+            coordinator.merge(result)
+            dispatch()
+        else:
+            tally.complete = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
