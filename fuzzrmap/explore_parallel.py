@@ -62,7 +62,7 @@ from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.strategies.dpor import Explore, Node
 
 #: runs a unit makes before it hands the rest of its subtree back
-SPLIT_AFTER = 12
+SPLIT_AFTER = 24
 #: units dispatched and not merged yet, per worker
 IN_FLIGHT = 4
 
@@ -173,14 +173,16 @@ class Coordinator:
         self._unit(path, nodes, tuple(todo))
 
     def merge(self, result: UnitResult) -> None:
-        """Fold a unit's nodes, requests and frontier into the search (in creation order)."""
+        """Fold a unit's nodes, requests and frontier into the search (in dispatch order)."""
         unit = self.units.pop(result.seq)
         top = max(len(unit.nodes) - 1, 0)
         path = unit.path[:top]
         if unit.nodes:
             self.busy[path] -= 1
-        for offset, node in enumerate(result.nodes):
-            key = path + tuple(n.chosen for n in result.nodes[:offset])
+        keys = [path]  # the path of each returned node
+        for node in result.nodes[:-1]:
+            keys.append(keys[-1] + (node.chosen,))
+        for key, node in zip(keys, result.nodes):
             known = self.nodes.get(key)
             if known is None:
                 node.backtrack |= node.done.keys()
@@ -197,7 +199,7 @@ class Coordinator:
             node.backtrack |= added
             todo.setdefault(key, []).extend(sorted(added - claimed))
         for depth, left in result.frontier:
-            todo.setdefault(path + tuple(n.chosen for n in result.nodes[:depth - top]), []).extend(left)
+            todo.setdefault(keys[depth - top], []).extend(left)
         if unit.nodes and not self.busy[path] and path in self.held:
             todo.setdefault(path, []).extend(self.held.pop(path))
         for key, threads in todo.items():
