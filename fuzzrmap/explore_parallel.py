@@ -40,9 +40,12 @@ which may not be the one the sequential search meets first.
 ``max_executions`` is checked at each merge, so a budgeted search may run a
 few units past it.
 
-Workers are forked (they inherit the scenario, so scenarios built in tests
-need not be picklable) and ignore Ctrl-C, which the coordinator handles.
-Left out: a cluster backend, and sharing state between workers.
+Workers are forked processes on a pipe each (they inherit the scenario, so
+scenarios built in tests need not be picklable); each holds up to
+``PER_WORKER`` units, so it need not wait for the coordinator between two.
+They ignore Ctrl-C, which the coordinator handles; a model error in a
+worker is raised by the coordinator.  Left out: a cluster backend, and
+sharing state between workers.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import multiprocessing
 import signal
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection, wait
 from typing import Deque, Dict, FrozenSet, List, Optional, Tuple
 
 import attrs
@@ -65,6 +68,8 @@ from fuzzrmap.sched.strategies.dpor import Explore, Node
 SPLIT_AFTER = 24
 #: units dispatched and not merged yet, per worker
 IN_FLIGHT = 4
+#: units a worker process holds at a time (running and queued)
+PER_WORKER = 2
 
 Path = Tuple[int, ...]
 
@@ -108,15 +113,25 @@ class UnitResult:
 _JOB: Optional[Tuple[Scenario, Variant, Options]] = None
 
 
-def _init_worker(scenario: Scenario, variant: Variant, options: Options) -> None:
-    global _JOB
+def _worker(conn: Connection) -> None:
+    """A worker process: run the units that come down ``conn`` until told to stop (``None``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _JOB = (scenario, variant, options)
-    RUNNING.check_footprints = options.check_footprints
+    RUNNING.check_footprints = _JOB[2].check_footprints
+    while True:
+        try:
+            unit = conn.recv()
+        except EOFError:
+            return
+        if unit is None:
+            return
+        try:
+            conn.send(("done", run_unit(unit)))
+        except Exception as e:  # noqa: BLE001 - a model error: the coordinator raises it
+            conn.send(("error", e))
 
 
 def run_unit(unit: Unit) -> UnitResult:
-    """Search one unit's subtree for at most ``split_after`` runs (in a worker process)."""
+    """Search one unit's subtree for at most ``split_after`` runs."""
     scenario, variant, opts = _JOB
     strategy = Explore(reduction=opts.reduction, preemption_bound=opts.preemption_bound)
     tally = engine.Tally()
@@ -209,11 +224,84 @@ class Coordinator:
                 self._subtree(key, threads)
 
 
+@attrs.define(eq=False)
+class Slot:
+    """A dispatched unit, and its result once some process has run it."""
+
+    unit: Unit
+    taken: bool = False
+    result: Optional[UnitResult] = None
+
+
+class Workers:
+    """``jobs`` forked worker processes.
+
+    Each holds up to ``PER_WORKER`` units (one running, the others queued),
+    so it need not wait for the coordinator between two units.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self.taken: Dict[Connection, Deque[Slot]] = {}
+        self.processes = []
+        for _ in range(jobs):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(theirs,), daemon=True)
+            process.start()
+            theirs.close()
+            self.taken[ours] = deque()
+            self.processes.append(process)
+
+    def oldest(self, slots: Deque[Slot]) -> UnitResult:
+        """The result of ``slots[0]``; the other slots are run meanwhile, by whichever worker is free."""
+        while slots[0].result is None:
+            self._hand_out(slots)
+            self._collect()
+        return slots[0].result
+
+    def _hand_out(self, slots: Deque[Slot]) -> None:
+        for conn, queue in self.taken.items():
+            while len(queue) < PER_WORKER:
+                untaken = next((slot for slot in slots if not slot.taken), None)
+                if untaken is None:
+                    return
+                untaken.taken = True
+                conn.send(untaken.unit)
+                queue.append(untaken)
+
+    def _collect(self) -> None:
+        """Wait for at least one result."""
+        for conn in wait([c for c, queue in self.taken.items() if queue]):
+            try:
+                kind, value = conn.recv()
+            except EOFError:
+                raise RuntimeError("an explore worker process died") from None
+            if kind == "error":
+                raise value
+            self.taken[conn].popleft().result = value
+
+    def close(self) -> None:
+        """Stop the workers (a unit they are running is finished first, or they are terminated)."""
+        for conn in self.taken:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for process in self.processes:
+            process.join(timeout=2)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for conn in self.taken:
+            conn.close()
+
+
 def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             stop_on_failure: bool = True, target: Optional[str] = None, check_footprints: bool = False,
             final_states: bool = False, split_after: int = SPLIT_AFTER) -> engine.ExploreResult:
     """:func:`fuzzrmap.engine.explore` with the subtrees of the search in ``jobs`` worker processes."""
+    global _JOB
     options = Options(reduction, preemption_bound, stop_on_failure, target, check_footprints, final_states,
                       split_after)
     coordinator = Coordinator(options)
@@ -221,20 +309,20 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
     tally = engine.Tally()
     bound_cut = interrupted = False
     start = time.perf_counter()
-    context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(scenario, variant, options))
+    _JOB = (scenario, variant, options)
+    workers = Workers(jobs)
     # units dispatched and not merged yet, oldest first: they are merged in this order
-    dispatched: Deque[Future] = deque()
+    slots: Deque[Slot] = deque()
 
     def dispatch() -> None:
-        while coordinator.queue and len(dispatched) < IN_FLIGHT * jobs:
-            dispatched.append(pool.submit(run_unit, coordinator.queue.pop()))  # newest first: depth-first
+        while coordinator.queue and len(slots) < IN_FLIGHT * jobs:
+            slots.append(Slot(coordinator.queue.pop()))  # newest first: depth-first
 
     try:
         dispatch()
-        while dispatched:
-            result = dispatched.popleft().result()
+        while slots:
+            result = workers.oldest(slots)
+            slots.popleft()
             tally.add(result.tally)
             bound_cut |= result.bound_cut
             if (stop_on_failure and result.tally.failure is not None) or \
@@ -247,6 +335,7 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers.close()
+        _JOB = None
     return engine.explore_result(tally, time.perf_counter() - start, reduction, preemption_bound, bound_cut,
                                  interrupted, jobs)

@@ -8,6 +8,7 @@ import pytest
 
 from fuzzrmap import cli, engine, explore_parallel
 from fuzzrmap import scenario as registry
+from fuzzrmap.sched.api import FootprintError, point, reads
 
 import test_soundness
 import tiny
@@ -80,3 +81,18 @@ def test_a_bounded_naive_search_runs_the_same_schedules():
     one, two = (engine.explore(sc, sc.variant("unpatched"), reduction=False, preemption_bound=0, jobs=j)
                 for j in (1, 2))
     assert (two.executions, two.complete, two.bound_cut, two.failure) == (one.executions, True, True, None)
+
+
+def test_a_footprint_error_in_a_worker_stops_the_search():
+    def threads(k):
+        cell = tiny.Cell("x")
+
+        async def liar():
+            await point("liar", "says it only reads x", reads("x.value"))
+            cell.value = 1
+
+        return [("liar", liar)], lambda: cell.value
+
+    scenario = tiny._program("tiny-liar", threads)
+    with pytest.raises(FootprintError, match=r"liar says it only reads x\) writes x.value"):
+        engine.explore(scenario, scenario.variants[0], check_footprints=True, jobs=2)
