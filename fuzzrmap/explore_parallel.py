@@ -32,9 +32,10 @@ unit is merged, so the unit that tries them knows the footprints of the
 threads tried there before, and its sleep sets are the sequential search's.
 
 The same verdict and the same violations as ``jobs=1`` (the search is sound
-and complete either way).  The counts are the sequential ones on the shipped
-scenarios but need not be in general: races are merged in unit order, not
-depth-first order, and may pick other representatives.  With
+and complete either way).  The counts of a search run to its end are the
+sequential ones on every shipped scenario and variant, but need not be in
+general: races are merged in unit order, not depth-first order, and may
+pick other representatives.  With
 ``stop_on_failure`` the search stops at the first failure in merge order,
 which may not be the one the sequential search meets first.
 ``max_executions`` is checked at each merge, so a budgeted search may run a
