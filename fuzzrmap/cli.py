@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue past the first violation and list each distinct one once: distinct by "
                          "invariant and by the steps of its racing pair (thread and step label of both); "
                          "a seed file for each (default: stop at the first)")
+    ex.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                    help="worker processes for the subtrees of the search (default: the machine's cores; "
+                         "--all searches in one process)")
     ex.add_argument("--check-footprints", action="store_true",
                     help="stop (exit 2) when a step touches a tracked resource its declared footprint omits "
                          "(default: off)")
@@ -527,7 +530,8 @@ def cmd_explore(args) -> int:
         result = engine.explore(scenario, variant, reduction=reduction, preemption_bound=args.preemption_bound,
                                 max_executions=args.max_executions, target=args.target,
                                 stop_on_failure=not args.all, on_execution=found.add if args.all else None,
-                                progress=progress, check_footprints=args.check_footprints)
+                                progress=progress, check_footprints=args.check_footprints,
+                                jobs=1 if args.all else args.jobs)
     if not args.all and result.failure is not None:
         found.add(result.failure)
     saver = _Saver(args.out)
@@ -558,12 +562,13 @@ def cmd_explore(args) -> int:
             "seed_file": str(paths[0]) if paths and paths[0] else None,
             "violations": [dict(v.to_json(), seed_file=str(p) if p else None)
                            for v, p in zip(found.distinct, paths)],
-            "save_errors": saver.errors, "elapsed_s": round(result.elapsed_s, 3),
+            "save_errors": saver.errors, "elapsed_s": round(result.elapsed_s, 3), "jobs": result.jobs,
             "naive_upper_bound": str(result.naive_upper_bound), "steps_per_thread": result.steps_per_thread,
         }))
     else:
         print(f"{scenario.name} / {variant.name}: {search}" + (f", target {args.target}" if args.target else ""))
-        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s")
+        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s"
+              + (f" ({result.jobs} worker processes)" if result.jobs > 1 else ""))
         print(f"  naive interleavings: at most {result.naive_upper_bound:.3g} "
               f"(steps per thread {'+'.join(map(str, result.steps_per_thread))}, ignoring blocking)")
         for n, (violation, path) in enumerate(zip(found.distinct, paths), 1):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple, TypeVar
 
 import attrs
 
@@ -250,6 +250,12 @@ class ExploreResult:
     longest: int
     steps_per_thread: List[int]
     interrupted: bool = False
+    #: (invariant, message) of every failure seen (all of them with ``stop_on_failure=False``)
+    violations: FrozenSet[Tuple[str, str]] = frozenset()
+    #: worker processes the search ran in
+    jobs: int = 1
+    #: (final state, invariant or None) of every execution, with ``final_states=True``
+    outcomes: FrozenSet[Tuple[object, Optional[str]]] = frozenset()
 
     @property
     def naive_upper_bound(self) -> int:
@@ -274,11 +280,95 @@ def verified_scope(scenario: Scenario, variant: Variant, result: ExploreResult) 
             f"{PREEMPTION_MODEL}, {bound}, at most {DEFAULT_MAX_STEPS} steps per schedule")
 
 
+@attrs.define
+class Tally:
+    """What a search (or one subtree of it) ran and found."""
+
+    executions: int = 0
+    pruned: int = 0
+    longest: int = 0
+    per_thread: List[int] = attrs.Factory(list)
+    #: the first failure that counts (see ``target``)
+    failure: Optional[Execution] = None
+    violations: Set[Tuple[str, str]] = attrs.Factory(set)
+    outcomes: Set[Tuple[object, Optional[str]]] = attrs.Factory(set)
+    #: the strategy had nothing left to run
+    complete: bool = False
+
+    def add(self, other: "Tally") -> None:
+        """Fold in the tally of a later part of the same search."""
+        self.executions += other.executions
+        self.pruned += other.pruned
+        if other.longest > self.longest:
+            self.longest, self.per_thread = other.longest, other.per_thread
+        if self.failure is None:
+            self.failure = other.failure
+        self.violations |= other.violations
+        self.outcomes |= other.outcomes
+
+
+def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally, advance_first: bool,
+           max_executions: Optional[int] = None, max_runs: Optional[int] = None,
+           on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
+           stop_on_failure: bool = True, target: Optional[str] = None, final_states: bool = False,
+           progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Run ``strategy``'s executions into ``tally`` until it is exhausted, a failure (with
+    ``stop_on_failure``) or a budget: ``max_executions`` in ``tally``, ``max_runs`` in this call.
+
+    ``advance_first``: move the strategy to its next execution before the
+    first run (else the first run is the search's first execution, or the one
+    :meth:`Explore.start_subtree` chose).  ``final_states``: collect each
+    execution's ``world.final_state()`` and invariant in ``tally.outcomes``.
+    ``progress(executions, pruned)`` after every run.
+    """
+    runs = 0
+    while True:
+        if advance_first and not strategy.advance():
+            tally.complete = True
+            return
+        advance_first = True
+        if (max_executions is not None and tally.executions >= max_executions) or \
+                (max_runs is not None and runs >= max_runs):
+            return
+        sched = prepare(scenario, variant, strategy, tally.executions + tally.pruned)
+        sched.record_footprints = True
+        sched.observer = strategy.after_step
+        strategy.sched = sched
+        runs += 1
+        try:
+            drivers.run_direct(sched)
+        except Prune:
+            tally.pruned += 1
+            strategy.analyse(sched.execution(), complete=False)
+            if progress is not None:
+                progress(tally.executions, tally.pruned)
+            continue
+        execution = finish(sched)
+        strategy.analyse(execution)
+        tally.executions += 1
+        if len(execution.steps) > tally.longest:
+            tally.longest = len(execution.steps)
+            tally.per_thread = [sum(1 for s in execution.steps if s.task == t) for t in range(len(execution.roles))]
+        if on_execution is not None:
+            on_execution(execution, sched)
+        if progress is not None:
+            progress(tally.executions, tally.pruned)
+        broken = execution.failure
+        if final_states:
+            tally.outcomes.add((sched.world.world.final_state(), broken.invariant if broken else None))
+        if broken is not None and (target is None or broken.invariant == target):
+            tally.violations.add((broken.invariant, broken.message))
+            if tally.failure is None:
+                tally.failure = execution
+            if stop_on_failure:
+                return
+
+
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
             stop_on_failure: bool = True, target: Optional[str] = None,
-            check_footprints: bool = False,
+            check_footprints: bool = False, jobs: int = 1, final_states: bool = False,
             progress: Optional[Callable[[int, int], None]] = None) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
@@ -289,56 +379,44 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     invariant count; others are searched past.  With ``check_footprints``, an
     access of a :class:`~fuzzrmap.sched.api.Shared` object outside the
     running step's declared footprint raises
-    :class:`~fuzzrmap.sched.api.FootprintError`.  ``progress(executions, pruned)``
-    is called after every execution, full or cut short.
+    :class:`~fuzzrmap.sched.api.FootprintError`.  With ``final_states``, the
+    result's ``outcomes`` holds each execution's final state (the scenario's
+    ``final_state()``) and invariant.  With ``jobs`` > 1 the
+    subtrees of the search run in that many worker processes
+    (:mod:`fuzzrmap.explore_parallel`; no ``on_execution`` there): the same
+    verdict and violations, counts of its own.  ``progress(executions, pruned)``
+    is called after every execution, full or cut short (with ``jobs`` > 1: after
+    every unit of work merged).
     """
+    if jobs > 1:
+        if on_execution is not None:
+            raise ValueError("on_execution needs jobs=1 (executions run in worker processes)")
+        from fuzzrmap import explore_parallel
+
+        return explore_parallel.explore(scenario, variant, jobs, reduction=reduction,
+                                        preemption_bound=preemption_bound, max_executions=max_executions,
+                                        stop_on_failure=stop_on_failure, target=target,
+                                        check_footprints=check_footprints, final_states=final_states,
+                                        progress=progress)
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
-    executions = pruned = longest = 0
-    per_thread: List[int] = []
-    failure = None
-    complete = False
+    tally = Tally()
     interrupted = False
-    index = 0
     RUNNING.check_footprints = check_footprints
     try:
-        while True:
-            if index and not strategy.advance():
-                complete = True
-                break
-            if max_executions is not None and executions >= max_executions:
-                break
-            sched = prepare(scenario, variant, strategy, index)
-            sched.record_footprints = True
-            sched.observer = strategy.after_step
-            strategy.sched = sched
-            index += 1
-            try:
-                drivers.run_direct(sched)
-            except Prune:
-                pruned += 1
-                strategy.analyse(sched.execution(), complete=False)
-                if progress is not None:
-                    progress(executions, pruned)
-                continue
-            execution = finish(sched)
-            strategy.analyse(execution)
-            executions += 1
-            if len(execution.steps) > longest:
-                longest = len(execution.steps)
-                per_thread = [sum(1 for s in execution.steps if s.task == t) for t in range(len(execution.roles))]
-            if on_execution is not None:
-                on_execution(execution, sched)
-            if progress is not None:
-                progress(executions, pruned)
-            broken = execution.failure
-            if broken is not None and failure is None and (target is None or broken.invariant == target):
-                failure = execution
-                if stop_on_failure:
-                    break
+        search(scenario, variant, strategy, tally, advance_first=False, max_executions=max_executions,
+               on_execution=on_execution, stop_on_failure=stop_on_failure, target=target,
+               final_states=final_states, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         RUNNING.check_footprints = False
-    return ExploreResult(executions, pruned, complete, failure, time.perf_counter() - start,
-                         reduction, preemption_bound, strategy.hit_bound, longest, per_thread, interrupted)
+    return explore_result(tally, time.perf_counter() - start, reduction, preemption_bound, strategy.hit_bound,
+                          interrupted)
+
+
+def explore_result(tally: Tally, elapsed_s: float, reduction: bool, preemption_bound: Optional[int],
+                   bound_cut: bool, interrupted: bool, jobs: int = 1) -> ExploreResult:
+    return ExploreResult(tally.executions, tally.pruned, tally.complete, tally.failure, elapsed_s,
+                         reduction, preemption_bound, bound_cut, tally.longest, tally.per_thread, interrupted,
+                         frozenset(tally.violations), jobs, frozenset(tally.outcomes))

@@ -11,7 +11,11 @@ import random
 import pytest
 
 from fuzzrmap import engine
+from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.locking import spinlock
+from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
+from fuzzrmap.kernel.rmap import put_anon_vma
+from fuzzrmap.kernel.slab import SlotState, slot_resource
 from fuzzrmap.sched.api import TRACKED, FootprintError, point, reads, wait_until, writes
 
 import tiny
@@ -82,14 +86,16 @@ def test_the_lock_family_runs_each_order_of_the_lock_once():
 # -- random small programs ----------------------------------------------------------------
 
 def random_program(seed):
-    """2-3 threads of 1-3 operations over two cells, a spinlock and waits on a flag."""
+    """2-3 threads of 1-3 operations over two cells, a spinlock and waits on a flag (or a cell),
+    tracked or declared."""
     rng = random.Random(seed)
     n_threads = rng.choice([2, 2, 3])
     plans = []
     for _ in range(n_threads):
         ops = []
         for _ in range(rng.randint(1, 3 if n_threads == 2 else 2)):
-            ops.append(rng.choice(["read", "write", "locked-incr", "set-flag", "wait-flag", "declared-read"]))
+            ops.append(rng.choice(["read", "write", "locked-incr", "set-flag", "wait-flag", "declared-read",
+                                   "declared-wait-flag", "declared-wait-either"]))
         plans.append(ops)
 
     def threads(k):
@@ -120,9 +126,16 @@ def random_program(seed):
                     elif op == "set-flag":
                         await point(f"t{t}", "set flag", TRACKED)
                         flag.value = 1
-                    else:
+                    elif op == "wait-flag":
                         await wait_until(f"t{t}", "wait flag", lambda: flag.value == 1, TRACKED)
                         log.append((t, -1))
+                    elif op == "declared-wait-flag":
+                        await wait_until(f"t{t}", "wait flag", lambda: flag.value == 1, reads("flag.value"))
+                        log.append((t, -2))
+                    else:  # a predicate over two cells, declared
+                        await wait_until(f"t{t}", "wait flag or cell", lambda: flag.value == 1 or c.value > 1,
+                                         reads("flag.value", f"{c._shared_name}.value"))
+                        log.append((t, -3))
             return run
 
         return ([(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)],
@@ -134,7 +147,7 @@ def random_program(seed):
     return tiny._program(f"random-{seed}", threads)
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_programs_match_naive(seed):
     same_as_naive(random_program(seed))
 
@@ -155,3 +168,95 @@ def test_check_footprints_names_the_step_and_the_resource():
     with pytest.raises(FootprintError, match=r"step 0 \(liar: liar says it only reads x\) writes x.value"):
         engine.explore(scenario, scenario.variants[0], check_footprints=True)
     assert engine.explore(scenario, scenario.variants[0]).complete
+
+
+def either_flag(declared):
+    """A waiter released by either of two flags, logging what it saw of the first one.
+
+    ``declared``: its footprint names both flags; else it is TRACKED and the
+    predicate, which short-circuits, reads only the flag that released it.
+    """
+    def threads(k):
+        a, b = tiny.Cell("a"), tiny.Cell("b")
+        seen = []
+
+        async def setter(cell):
+            await point("set", f"{cell._shared_name} = 1", TRACKED)
+            cell.value = 1
+
+        async def waiter():
+            await wait_until("w", "wait a or b", lambda: a.value == 1 or b.value == 1,
+                             reads("a.value", "b.value") if declared else TRACKED)
+            seen.append(a.value)
+
+        return ([("A", lambda: setter(a)), ("w", waiter), ("B", lambda: setter(b))],
+                lambda: (tuple(seen), a.value, b.value))
+
+    return tiny._program(f"tiny-either-flag-{'declared' if declared else 'tracked'}", threads)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_wait_released_by_either_of_two_steps(declared):
+    _, _, seen = same_as_naive(either_flag(declared))
+    assert {state[0] for state, _ in seen} == {(0,), (1,)}
+
+
+def nested_rcu():
+    """Two RCU readers of a stale object, one with a nested section, while it is freed.
+
+    Only the outermost lock and unlock of a section are visible to grace
+    periods, and a grace period's end waits only for the readers in a
+    section at its start: the reduced search must still reach every state.
+    """
+    def threads(k):
+        av = k.anon_vma_cachep.kmem_cache_alloc()
+        av.refcount.atomic_set(1)
+        obj = reads(slot_resource(av.slot))
+        seen = {"r1": [], "r2": []}
+
+        def look(who):
+            seen[who].append(av.slab_state.value)
+            if av.slab_state is SlotState.GONE:
+                raise violation("TINY", SAFETY, f"{who} finds the object released")
+
+        async def nested():
+            await point("r1", "rcu_read_lock (outer)", ())
+            rcu_read_lock()
+            await point("r1", "rcu_read_lock (inner); read; rcu_read_unlock (inner)", obj)
+            rcu_read_lock()
+            look("r1")
+            rcu_read_unlock()
+            await point("r1", "read; rcu_read_unlock (outer)", obj)
+            look("r1")
+            rcu_read_unlock()
+
+        async def single():
+            await point("r2", "rcu_read_lock; read", obj)
+            rcu_read_lock()
+            look("r2")
+            await point("r2", "rcu_read_unlock", ())
+            rcu_read_unlock()
+
+        async def freer():
+            await put_anon_vma(av, "freer", "drop last ref")
+
+        return ([("r1", nested), ("r2", single), ("freer", freer)],
+                lambda: (tuple(seen["r1"]), tuple(seen["r2"]), av.slab_state.value))
+
+    return tiny._program("tiny-nested-rcu", threads)
+
+
+def test_nested_rcu_sections_and_grace_periods():
+    """Compares the states of the executions that end cleanly and the violations: a failing
+    execution stops at its failure, where independent steps of other threads may or may not have run."""
+    scenario = nested_rcu()
+    naive, reduced = (engine.explore(scenario, scenario.variants[0], reduction=r, stop_on_failure=False,
+                                     final_states=True, check_footprints=True) for r in (False, True))
+    assert clean(reduced.outcomes) == clean(naive.outcomes) and len(clean(naive.outcomes)) > 1
+    assert reduced.violations == naive.violations
+    assert reduced.executions < naive.executions / 10
+
+
+def clean(outcomes):
+    """The final states of the executions that ended without a violation."""
+    return {state for state, invariant in outcomes if invariant is None}

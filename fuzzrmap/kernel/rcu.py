@@ -33,26 +33,33 @@ class RCU:
 
 
 def rcu_read_lock() -> None:
+    """Footprint: only the outermost lock writes the task's RCU state (what grace periods read)."""
     t = current()
-    touch(t.rcu_resource, True)
     if t.rcu_read_lock_nesting == 0:
+        touch(t.rcu_resource, True)
         t.rcu_sections += 1
     t.rcu_read_lock_nesting += 1
 
 
 def rcu_read_unlock() -> None:
+    """Footprint: only the outermost unlock writes the task's RCU state."""
     t = current()
-    touch(t.rcu_resource, True)
     if t.rcu_read_lock_nesting <= 0:
         raise violation("I9", SAFETY, f"rcu_read_unlock() by {t.comm} outside a read-side section")
     t.rcu_read_lock_nesting -= 1
+    if t.rcu_read_lock_nesting == 0:
+        touch(t.rcu_resource, True)
 
 
 async def synchronize_rcu(func: str) -> None:
-    """Start a grace period and wait until every pre-existing reader has left."""
+    """Start a grace period and wait until every pre-existing reader has left.
+
+    Footprints: the start reads every task's RCU state; the end reads only
+    the readers it waits for, so sections that began after the start do not
+    conflict with it.
+    """
     rcu = current().kernel.rcu
-    readers = reads(*(t.rcu_resource for t in rcu.tasks))
-    await point(func, "synchronize_rcu(): start grace period", readers)
+    await point(func, "synchronize_rcu(): start grace period", reads(*(t.rcu_resource for t in rcu.tasks)))
     snapshot: List[Tuple[TaskStruct, int]] = [
         (t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting
     ]
@@ -60,7 +67,8 @@ async def synchronize_rcu(func: str) -> None:
     def readers_gone() -> bool:
         return all(t.rcu_read_lock_nesting == 0 or t.rcu_sections != s for t, s in snapshot)
 
-    await wait_until(func, "synchronize_rcu(): grace period ends", readers_gone, readers)
+    await wait_until(func, "synchronize_rcu(): grace period ends", readers_gone,
+                     reads(*(t.rcu_resource for t, _ in snapshot)))
     rcu.completed += 1
 
 

@@ -36,12 +36,24 @@ when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
   a race), because a reversal past the step that enabled it may be
   impossible while one further back is not - a mutex's previous acquire
   rather than its release;
-* when no initial of the reversal can run in the state before ``e`` (the
-  waiter is disabled there), every enabled thread is added (Flanagan and
-  Godefroid's fallback); and the threads still parked when an execution ends
+* when no initial of the reversal can run in the state before ``e``, every
+  initial is a wait disabled there.  A wait with a declared footprint stays
+  disabled along the steps of the reversal before it (they do not touch what
+  its predicate reads), so the reversal does not exist and nothing is added:
+  the orders that would enable the wait otherwise are races of their own,
+  and the earlier races of the wait stay visible (the second rule).  Only
+  for a wait whose predicate reads are known just from the state where it
+  was released (a :data:`~fuzzrmap.sched.api.TRACKED` wait) is every enabled
+  thread added (Flanagan and Godefroid's fallback); and the threads still
+  parked when an execution ends
   (a deadlock, a failure, a daemon asleep) count as pending steps, with their
   declared footprint plus what their predicate reads, so races with steps
   that never ran are not lost.
+
+Subtrees.  :meth:`Explore.start_subtree` confines the search to the states
+below a given path (parallel explore, :mod:`fuzzrmap.explore_parallel`):
+it tries only the given threads at the path's end, and the backtrack points
+its races need above that are handed back as requests instead of searched.
 
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
@@ -50,7 +62,7 @@ left out.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
@@ -90,6 +102,11 @@ class Node:
     #: threads explored from this state, with the footprint of their step
     done: Dict[int, Footprint] = attrs.Factory(dict)
 
+    def copy(self, chosen: int) -> "Node":
+        """The same state with its own ``backtrack`` and ``done`` (the sleep set never changes)."""
+        return Node(self.enabled, self.current, self.preemptions, self.sleep, chosen, self.chosen_waits,
+                    set(self.backtrack), dict(self.done))
+
     def preempts(self, tid: int) -> bool:
         return self.current is not None and tid != self.current and self.current in self.enabled
 
@@ -119,19 +136,58 @@ class Explore(Strategy):
         self.hit_bound = False
         #: (tid, op) of the threads parked after the last step of this execution
         self._parked: List[Tuple[int, object]] = []
+        #: a subtree search (:meth:`start_subtree`): the nodes above ``base``
+        #: belong to the whole search, the threads to try at its root are ``todo``
+        self.base = 0
+        self.todo: Tuple[int, ...] = ()
+        #: backtrack points this subtree search found for nodes above ``base``:
+        #: (depth, initials of the reversal, threads it added there)
+        self.requests: List[Tuple[int, FrozenSet[int], FrozenSet[int]]] = []
 
     # -- moving the DFS ------------------------------------------------------
     def advance(self) -> bool:
-        """Set up the next execution; False when the search space is exhausted."""
+        """Set up the next execution; False when the search space (or the subtree) is exhausted."""
         while self.stack:
-            node = self.stack[-1]
-            for tid in sorted(node.backtrack):
-                if tid not in node.done and tid not in node.sleep and self._allowed(node, tid):
-                    node.chosen = tid
-                    self._fresh_from = len(self.stack) - 1
-                    return True
+            depth = len(self.stack) - 1
+            node = self.stack[depth]
+            left = self.pending(node, self.todo if depth == self.base - 1 else node.backtrack)
+            if left:
+                node.chosen = left[0]
+                self._fresh_from = depth
+                return True
+            if depth < self.base:
+                return False
             self.stack.pop()
         return False
+
+    def pending(self, node: Node, options) -> List[int]:
+        """The threads of ``options`` still to try at ``node``, in the order the search tries them."""
+        return [tid for tid in sorted(options)
+                if tid not in node.done and tid not in node.sleep and self._allowed(node, tid)]
+
+    # -- searching a subtree (parallel explore) -----------------------------------
+    def start_subtree(self, nodes: List[Node], todo: Tuple[int, ...]) -> bool:
+        """Search only below ``nodes[-1]``, trying ``todo`` there; False when none is left to try.
+
+        ``nodes`` is the path from the initial state, each with the choice
+        taken (the last one's is set here).  Races that need a backtrack
+        point at one of these nodes are not searched here but listed in
+        :attr:`requests`.
+        """
+        self.stack = list(nodes)
+        self.base = len(nodes)
+        self.todo = tuple(todo)
+        return self.advance()
+
+    def frontier(self) -> List[Tuple[int, List[int]]]:
+        """(depth, threads) of every node on the stack with threads left to try (the subtree's rest)."""
+        out = []
+        for depth in range(self.base - 1, len(self.stack)):
+            node = self.stack[depth]
+            left = self.pending(node, self.todo if depth == self.base - 1 else node.backtrack)
+            if left:
+                out.append((depth, left))
+        return out
 
     def _allowed(self, node: Node, tid: int) -> bool:
         if self.bound is None or not node.preempts(tid) or node.preemptions < self.bound:
@@ -253,8 +309,7 @@ class Explore(Strategy):
             for j in earlier:
                 if visible[events[j].task] >= j:
                     continue  # ordered before i through steps that can be reversed
-                self._backtrack(j, i, events, clocks, n)
-                if self._reversible(j, i, events, earlier, clocks, base):
+                if self._backtrack(j, i, events, clocks, n) and self._reversible(j, i, events, earlier, clocks, base):
                     visible = _join(visible, clocks[j])
 
     def _reversible(self, j: int, i: int, events: List[Event], earlier: List[int],
@@ -291,8 +346,13 @@ class Explore(Strategy):
                         found.add(j)
         return sorted(found, reverse=True)
 
-    def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> None:
-        """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order."""
+    def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> bool:
+        """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order.
+
+        False when the reversed order cannot run from there: one of its
+        initials is a wait with a declared footprint, disabled before ``j``,
+        that nothing before it in the reversal touches.
+        """
         node = self.stack[j]
         p = events[j].task
         # v = the executed steps after j that do not depend on j, then step i
@@ -305,13 +365,19 @@ class Explore(Strategy):
             ck = clocks[k]
             if not any(s != r and f <= ck[s] for s, f in first.items()):
                 initials.add(r)
+        if any(events[first[r]].waits == 1 and r not in node.enabled for r in initials):
+            return False
         if initials & (node.backtrack | node.done.keys() | node.sleep.keys()):
-            return
+            return True
         runnable = sorted(r for r in initials if r in node.enabled)
         if runnable:
-            node.backtrack.add(events[i].task if events[i].task in runnable else runnable[0])
+            added = {events[i].task if events[i].task in runnable else runnable[0]}
         else:
-            node.backtrack.update(q for q in node.enabled if q not in node.sleep)
+            added = {q for q in node.enabled if q not in node.sleep}
+        node.backtrack |= added
+        if j < self.base:
+            self.requests.append((j, frozenset(initials), frozenset(added)))
+        return True
 
 
 def _wait_kind(op) -> int:
