@@ -103,3 +103,11 @@ def test_fuzzrmap_actors_lists_the_catalogue(capsys):
 def test_enumerated_compositions_are_named_as_they_parse():
     for comp in CATALOGUE.compositions(2):
         assert CATALOGUE.parse(comp.name) == comp, comp.name
+
+
+def test_a_speculative_reference_does_not_make_the_wp_reuse_move_an_i4():
+    # wp_can_reuse_anon_folio() proves exclusivity by folio_ref_count() == 1 under the
+    # folio lock; a reader's later folio_get() does not undo that (mm/memory.c)
+    scenario = registry.get("referenced+cow-reuse")
+    result = engine.explore(scenario, scenario.variant("fixed"))
+    assert result.complete and result.failure is None, result.failure and result.failure.failure.headline()

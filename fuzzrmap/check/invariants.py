@@ -217,10 +217,13 @@ def move_anon_rmap_allowed(folio: Folio, new: "AnonVma") -> None:
             raise violation("I3", SAFETY, f"{t.comm} moves {folio.name} from root {old.root!r} to root {new.root!r} without holding {old.root.rwsem.name} for write")
     if new.slab_state is not SlotState.LIVE:
         raise violation("I3", SAFETY, f"{folio.name} moved into {new!r}, which is {new.slab_state.value}")
-    # do_wp_page()'s re-use (WP5) moves a folio that is not PageAnonExclusive:
-    # its one reference is the faulting mapping's, and it stays in its root.
-    wp_reuse = folio._refcount.counter == 1 and old is not None and old.root is new.root
-    touch(folio._refcount.name, False)
+    # do_wp_page()'s re-use (WP5) moves a folio that is not PageAnonExclusive
+    # yet: wp_can_reuse_anon_folio() proved it exclusive by folio_ref_count() == 1
+    # under the folio lock (mm/memory.c, v6.8-v6.18).  A speculative reference
+    # taken after that check (reclaim's isolation, page_idle's folio_try_get())
+    # does not undo the proof, so the move is judged by where it goes: within
+    # one root, a singly mapped folio.
+    wp_reuse = old is not None and old.root is new.root
     if folio._mapcount > 1 or not (folio.anon_exclusive or wp_reuse):
         raise violation("I4", SAFETY, f"folio_move_anon_rmap on {folio.name} with mapcount {folio._mapcount}, exclusive={folio.anon_exclusive}")
 
