@@ -205,3 +205,12 @@ def test_explore_under_a_model_says_it_searches_naively(tmp_path):
                     "--max-executions", "5", "--json", "--out", str(tmp_path)], cli.EXIT_BUDGET)
     assert report["preemption_model"] == "voluntary" and report["preemptions"] is None
     assert report["search"].startswith("naive (every schedule), preemption model voluntary (naive: ")
+
+
+def test_fuzz_text_report_of_the_flagship_says_where_its_preemption_happened(tmp_path, capsys):
+    assert cli.main(["fuzz", FLAGSHIP, "--variant", "unpatched", "--runs", "2000", "--seed", "1",
+                     "--out", str(tmp_path)]) == cli.EXIT_FOUND
+    out = " ".join(capsys.readouterr().out.split())
+    assert "* preemption (the thread before could have continued)" in out
+    assert "*: reader delayed inside an RCU read-side section (nesting 1), before" in out
+    assert "preemption model needed: full" in out
