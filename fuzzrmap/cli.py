@@ -729,7 +729,9 @@ def cmd_shrink(args) -> int:
     if args.json:
         preempted = engine.preemptions(scenario, variant, shrunk.execution, args.preemption_model)
         print(json.dumps({"seed_file": None if error else str(output), "invariant": shrunk.execution.failure.invariant,
-                          "preemption_model": args.preemption_model, **_preemptions_json(preempted),
+                          # "preemptions" is the shrunk count here (shrink's own key): the list goes beside it
+                          "preemption_model": args.preemption_model, "preemption_contexts": [p.to_json() for p in preempted],
+                          "needs": preemption.strictest(p.needs for p in preempted),
                           "minimality": shrunk.minimality(), "save_errors": [error] if error else [],
                           **shrunk.to_json()}))
     else:

@@ -214,3 +214,13 @@ def test_fuzz_text_report_of_the_flagship_says_where_its_preemption_happened(tmp
     assert "* preemption (the thread before could have continued)" in out
     assert "*: reader delayed inside an RCU read-side section (nesting 1), before" in out
     assert "preemption model needed: full" in out
+
+
+def test_shrink_under_a_model_keeps_the_schedule_allowed_and_records_the_model(flagship_seed, tmp_path):
+    out = tmp_path / "min.json"
+    report = _json(["shrink", flagship_seed["seed_file"], "--preemption-model", "full", "-o", str(out), "--json"],
+                   cli.EXIT_CLEAN)
+    assert report["preemption_model"] == "full" and report["needs"] == "full"
+    assert [p["needs"] for p in report["preemption_contexts"]] == ["full"] * report["preemptions"]
+    assert seedfile.read(out).preemption_model == "full"
+    assert cli.main(["replay", str(out), "--preemption-model", "full"]) == cli.EXIT_FOUND
