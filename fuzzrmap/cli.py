@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from fuzzrmap import __version__, engine, files, hunt, necessity, parallel, report, show, shrink
+from fuzzrmap import __version__, engine, files, hunt, necessity, parallel, preemption, report, show, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap import hunks
 from fuzzrmap.files import shown
@@ -91,6 +91,16 @@ def _invariant(text: str) -> str:
     if not re.fullmatch(r"I\d{1,2}[a-z]?", text):
         raise argparse.ArgumentTypeError(f"{text[:20]!r} is not an invariant id (I1a, I7, ...)")
     return text
+
+
+PREEMPTION_HELP = ("where a thread may be switched away from: anywhere (default: every yield point), full "
+                   "(CONFIG_PREEMPT with PREEMPT_RCU: not under a spinlock), voluntary or none (only at "
+                   "sleeping points); see README 'Preemption models'")
+
+
+def _add_preemption_model(parser, help_text: str = PREEMPTION_HELP) -> None:
+    parser.add_argument("--preemption-model", choices=preemption.MODELS, default=preemption.DEFAULT,
+                        metavar="{" + ",".join(reversed(preemption.MODELS)) + "}", help=help_text)
 
 
 SCENARIO_HELP = "a registered scenario (fuzzrmap list) or a scenario file: path/to/file.py[:NAME]"
@@ -155,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--no-shrink", action="store_true", help="save the failing schedule as found (default: shrink it)")
     fz.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
                     help=f"executions for shrinking and proving the schedule minimal (default: {shrink.PROOF_BUDGET})")
+    _add_preemption_model(fz)
     fz.add_argument("--full", action="store_true", help=full_help)
     fz.add_argument("--json", action="store_true", help=json_help)
 
@@ -167,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
                     help=f"executions for the search of fewer preemptions and for the proof "
                          f"(default: {shrink.PROOF_BUDGET} each)")
+    _add_preemption_model(sk, PREEMPTION_HELP + "; the seed file's schedule must be allowed under it (else exit 2)")
     sk.add_argument("--full", action="store_true", help=full_help)
     sk.add_argument("--json", action="store_true", help=json_help)
 
@@ -188,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                     help="worker processes for the subtrees of the search (default: the machine's cores; "
                          "--all searches in one process)")
+    _add_preemption_model(ex, PREEMPTION_HELP + "; any model but anywhere searches naively")
     ex.add_argument("--check-footprints", action="store_true",
                     help="stop (exit 2) when a step touches a tracked resource its declared footprint omits "
                          "(default: off)")
@@ -228,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--driver", choices=engine.DRIVERS, default="trio",
                     help="trio (default) or direct (a plain loop, faster); same schedules either way")
     rp.add_argument("--scenario", metavar="FILE", help=SCENARIO_FILE_HELP)
+    _add_preemption_model(rp, "check that the schedule is allowed under this preemption model, else exit 2: "
+                              "anywhere (default: no check), full, voluntary or none; see README 'Preemption models'")
     rp.add_argument("--full", action="store_true", help=full_help)
     rp.add_argument("--json", action="store_true", help=json_help)
 
@@ -438,7 +453,8 @@ def cmd_fuzz(args) -> int:
     show_progress = Meter.wanted(args.json)
     with Meter(show_progress, "schedules", total=args.runs, phase="fuzz") as meter:
         result = engine.campaign(scenario, variant, strategy, args.runs, driver=args.driver,
-                                 progress=lambda done, elapsed: meter.update(done), jobs=jobs, cluster=args.cluster)
+                                 progress=lambda done, elapsed: meter.update(done), jobs=jobs, cluster=args.cluster,
+                                 preemption_model=args.preemption_model)
 
     saver = _Saver(args.out)
     path = original_path = shrunk = None
@@ -447,21 +463,24 @@ def cmd_fuzz(args) -> int:
     if execution is not None:
         strategy.begin(result.failure_index)
         stem = f"{scenario.name}-{variant.name}-{execution.failure.invariant}-{_strategy_tag(strategy)}-" \
-               f"{result.failure_index}"
-        found = engine.seed_file_for(scenario, variant, strategy, execution)
+               f"{_model_tag(args.preemption_model)}{result.failure_index}"
+        found = engine.seed_file_for(scenario, variant, strategy, execution,
+                                     preemption_model=args.preemption_model)
         if args.no_shrink:
             path = saver.save(found, stem + ".json")
         else:
             original_path = saver.save(found, stem + "-original.json")
-            shrunk = _shrink(scenario, variant, execution, args.proof_budget, show_progress)
+            shrunk = _shrink(scenario, variant, execution, args.proof_budget, show_progress, args.preemption_model)
             execution = shrunk.execution
             interrupted = interrupted or shrunk.interrupted
             path = saver.save(shrunk.seed_file(found), stem + ".json")
 
     failure = execution.failure if execution else None
+    preempted = engine.preemptions(scenario, variant, execution, args.preemption_model) if failure else None
     if args.json:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "strategy": args.strategy,
+            "preemption_model": args.preemption_model, **_preemptions_json(preempted),
             "strategy_params": strategy.describe(), "seed": args.seed,
             "driver": args.driver, "jobs": None if args.cluster else jobs, "cluster": args.cluster,
             "schedules": result.schedules, "failures": 1 if failure else 0,
@@ -489,7 +508,7 @@ def cmd_fuzz(args) -> int:
             if path:
                 print(f"  replay it: {scenario.replay_command(path)}")
             print()
-            print(_picture(scenario, variant, execution, args.full))
+            print(_picture(scenario, variant, execution, args.full, preempted))
         elif result.interrupted:
             print("interrupted: no failure found so far")
         else:
@@ -505,24 +524,45 @@ def cmd_fuzz(args) -> int:
     return EXIT_FOUND if failure else EXIT_CLEAN
 
 
-def _shrink(scenario, variant, execution, budget: int, show_progress: bool) -> shrink.ShrinkResult:
+def _shrink(scenario, variant, execution, budget: int, show_progress: bool,
+            preemption_model: str) -> shrink.ShrinkResult:
     with Meter(show_progress, "executions", phase="shrink") as meter:
         return shrink.shrink(scenario, variant, execution, proof_budget=budget,
-                             progress=lambda done, phase: meter.update(done, f"shrink: {phase}"))
+                             progress=lambda done, phase: meter.update(done, f"shrink: {phase}"),
+                             preemption_model=preemption_model)
+
+
+def _model_tag(model: str) -> str:
+    """The preemption model in a seed file's name (nothing for the default)."""
+    return "" if model == preemption.DEFAULT else f"{model}-"
+
+
+def _preemptions_json(preempted) -> dict:
+    """The ``preemptions`` of a failing trace and the model it ``needs``, for ``--json``."""
+    if preempted is None:
+        return {"preemptions": None, "needs": None}
+    return {"preemptions": [p.to_json() for p in preempted],
+            "needs": preemption.strictest(p.needs for p in preempted)}
 
 
 def cmd_explore(args) -> int:
     scenario = registry.resolve(args.scenario)
     variant = scenario.variant(args.variant)
     _check_out(args.out)
-    reduction = not args.no_reduction and args.preemption_bound is None
+    model = args.preemption_model
+    reduction = not args.no_reduction and args.preemption_bound is None and model == preemption.ANYWHERE
     if reduction:
         search, tag = "partial-order reduction (source-set DPOR + sleep sets)", "dpor"
     elif args.preemption_bound is not None:
         search, tag = f"naive, at most {args.preemption_bound} preemptions", f"naive-p{args.preemption_bound}"
     else:
         search, tag = "naive (every schedule)", "naive"
-    found = _Violations(scenario, variant, args.target)
+    if model != preemption.ANYWHERE:
+        search += (f", preemption model {model}" + ("" if args.no_reduction or args.preemption_bound is not None else
+                   " (naive: the partial-order reduction does not know that a model's switches depend on "
+                   "which thread ran last)"))
+        tag += f"-{model}"
+    found = _Violations(scenario, variant, args.target, model)
     with Meter(Meter.wanted(args.json), "executions", total=args.max_executions, phase="explore") as meter:
         def progress(executions: int, pruned: int) -> None:
             meter.update(executions, f"explore: {len(found.distinct)} found, {pruned:,} cut short")
@@ -531,14 +571,14 @@ def cmd_explore(args) -> int:
                                 max_executions=args.max_executions, target=args.target,
                                 stop_on_failure=not args.all, on_execution=found.add if args.all else None,
                                 progress=progress, check_footprints=args.check_footprints,
-                                jobs=1 if args.all else args.jobs)
+                                jobs=1 if args.all else args.jobs, preemption_model=model)
     if not args.all and result.failure is not None:
         found.add(result.failure)
     saver = _Saver(args.out)
     strategy = engine.Explore(reduction, args.preemption_bound)
     paths = []
     for n, violation in enumerate(found.distinct, 1):
-        seed = engine.seed_file_for(scenario, variant, strategy, violation.execution)
+        seed = engine.seed_file_for(scenario, variant, strategy, violation.execution, preemption_model=model)
         suffix = f"-v{n}" if args.all else ""
         paths.append(saver.save(seed, f"{scenario.name}-{variant.name}-{violation.invariant}-explore-{tag}{suffix}.json"))
 
@@ -556,11 +596,12 @@ def cmd_explore(args) -> int:
             "scope": engine.verified_scope(scenario, variant, result) if verdict.startswith("verified") else None,
             "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
             "interrupted": result.interrupted, "target": args.target,
-            "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut,
+            "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut, "preemption_model": model,
+            **_preemptions_json(first.preemptions if first else None),
             "invariant": first.invariant if first else None,
             "message": first.execution.failure.message if first else None,
             "seed_file": str(paths[0]) if paths and paths[0] else None,
-            "violations": [dict(v.to_json(), seed_file=str(p) if p else None)
+            "violations": [dict(v.to_json(), seed_file=str(p) if p else None, **_preemptions_json(v.preemptions))
                            for v, p in zip(found.distinct, paths)],
             "save_errors": saver.errors, "elapsed_s": round(result.elapsed_s, 3), "jobs": result.jobs,
             "naive_upper_bound": str(result.naive_upper_bound), "steps_per_thread": result.steps_per_thread,
@@ -575,6 +616,9 @@ def cmd_explore(args) -> int:
             print(f"VIOLATION {violation.execution.failure.headline()}")
             if args.all:
                 print(f"  racing pair: {violation.pair_text()}; {plural_times(violation.count)}")
+            print(f"  {preemption.verdict(violation.preemptions)}")
+            for p in violation.preemptions:
+                print(f"    {p.legend()}")
             print(f"  seed file: {path or 'not saved'}")
             if path:
                 print(f"  replay it: {scenario.replay_command(path)}")
@@ -601,9 +645,10 @@ def plural_times(n: int) -> str:
 class _Violation:
     """One distinct violation of ``explore --all``: the first execution that showed it."""
 
-    def __init__(self, execution, pair) -> None:
+    def __init__(self, execution, pair, preemptions) -> None:
         self.execution = execution
         self.pair = pair
+        self.preemptions = preemptions
         self.count = 1
 
     @property
@@ -628,8 +673,9 @@ class _Violation:
 class _Violations:
     """The distinct violations an exploration met, in the order found."""
 
-    def __init__(self, scenario, variant, target: Optional[str]) -> None:
+    def __init__(self, scenario, variant, target: Optional[str], preemption_model: str) -> None:
         self.scenario, self.variant, self.target = scenario, variant, target
+        self.preemption_model = preemption_model
         self.distinct: List[_Violation] = []
         self._index = {}
 
@@ -637,11 +683,12 @@ class _Violations:
         broken = execution.failure
         if broken is None or (self.target is not None and broken.invariant != self.target):
             return
-        violation = _Violation(execution, shrink.racing_pair(self.scenario, self.variant, execution))
+        violation = _Violation(execution, shrink.racing_pair(self.scenario, self.variant, execution), None)
         known = self._index.get(violation.key())
         if known is not None:
             known.count += 1
             return
+        violation.preemptions = engine.preemptions(self.scenario, self.variant, execution, self.preemption_model)
         self._index[violation.key()] = violation
         self.distinct.append(violation)
 
@@ -653,13 +700,15 @@ def _width() -> int:
     return PIPE_WIDTH
 
 
-def _picture(scenario, variant, execution, full: bool) -> str:
-    """The interleaving with its marks, the legend and the verdict."""
+def _picture(scenario, variant, execution, full: bool, preempted) -> str:
+    """The interleaving with its marks, the legend with where each preemption happened
+    (``preempted``, :func:`fuzzrmap.engine.preemptions`) and the verdict."""
     race = shrink.racing_pair(scenario, variant, execution) if execution.failure else None
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     width = _width()
     return "\n".join([report.interleaving(execution, race, compact=not full, color=color, width=width),
-                      report.legend(), "", report.verdict(execution, race, width=width)])
+                      report.legend(preempted, width=width), "",
+                      report.verdict(execution, race, width=width, preemptions=preempted)])
 
 
 def cmd_shrink(args) -> int:
@@ -674,14 +723,20 @@ def cmd_shrink(args) -> int:
         raise UsageError(f"{shown(str(args.seedfile))}: its schedule does not fail, there is nothing to shrink")
     scenario = engine.scenario_for(seed, args.scenario)
     variant = scenario.variant(seed.variant)
-    shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json))
+    _check_allowed(args.seedfile, engine.preemptions(scenario, variant, execution, seed.preemption_model),
+                   args.preemption_model)
+    shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json), args.preemption_model)
     error = None
     try:
         output = seedfile.write(shrunk.seed_file(seed), output, replace=args.output is not None)
     except OSError as e:
         error = f"cannot write seed file {shown(str(output))}: {e.strerror or e}"
     if args.json:
+        preempted = engine.preemptions(scenario, variant, shrunk.execution, args.preemption_model)
         print(json.dumps({"seed_file": None if error else str(output), "invariant": shrunk.execution.failure.invariant,
+                          # "preemptions" is the shrunk count here (shrink's own key): the list goes beside it
+                          "preemption_model": args.preemption_model, "preemption_contexts": [p.to_json() for p in preempted],
+                          "needs": preemption.strictest(p.needs for p in preempted),
                           "minimality": shrunk.minimality(), "save_errors": [error] if error else [],
                           **shrunk.to_json()}))
     else:
@@ -690,7 +745,8 @@ def cmd_shrink(args) -> int:
               f"{len(shrunk.execution.steps)} steps; {shrunk.minimality()}")
         print(f"  seed file: {'not saved' if error else output}")
         print()
-        print(_picture(scenario, variant, shrunk.execution, args.full))
+        print(_picture(scenario, variant, shrunk.execution, args.full,
+                       engine.preemptions(scenario, variant, shrunk.execution, args.preemption_model)))
     if error:
         _error(error + "; the shrunk schedule is printed above")
     if shrunk.interrupted:
@@ -705,9 +761,14 @@ def cmd_replay(args) -> int:
     seed = seedfile.read(args.seedfile)
     execution = engine.replay(seed, driver=args.driver, scenario_file=args.scenario)
     reproduced = _same_failure(seed.failure, execution.failure)
+    scenario = engine.scenario_for(seed, args.scenario)
+    variant = scenario.variant(seed.variant)
+    preempted = engine.preemptions(scenario, variant, execution, seed.preemption_model)
+    _check_allowed(args.seedfile, preempted, args.preemption_model)
     if args.json:
         print(json.dumps({
             "scenario": seed.scenario, "variant": seed.variant, "threads": list(execution.roles),
+            "preemption_model": seed.preemption_model, **_preemptions_json(preempted),
             "steps": [{"step": i, "thread": execution.roles[s.task], "func": s.func, "label": s.label}
                       for i, s in enumerate(execution.steps)],
             "failure": execution.failure.to_json() if execution.failure else None,
@@ -715,11 +776,10 @@ def cmd_replay(args) -> int:
             "reproduced": reproduced,
         }, indent=1))
     else:
-        scenario = engine.scenario_for(seed, args.scenario)
         print(f"{seed.scenario} / {seed.variant}: {len(execution.steps)} steps, "
               f"{report.plural(len(report.preemption_steps(execution)), 'preemption')}")
         print()
-        print(_picture(scenario, scenario.variant(seed.variant), execution, args.full))
+        print(_picture(scenario, variant, execution, args.full, preempted))
     if not reproduced:
         raise engine.ReplayError("replay did not reproduce the recorded failure "
                                  f"(recorded {_describe(seed.failure)}, got {_describe(execution.failure)})")
@@ -735,7 +795,7 @@ def _replay_dir(args) -> int:
     interrupted = False
     try:
         for path in paths:
-            outcomes.append((path, *_replay_outcome(path, args.driver, args.scenario)))
+            outcomes.append((path, *_replay_outcome(path, args.driver, args.scenario, args.preemption_model)))
             if not args.json:
                 print(f"{outcomes[-1][1]:11} {shown(str(path))}: {outcomes[-1][2]}")
     except KeyboardInterrupt:
@@ -755,11 +815,15 @@ def _replay_dir(args) -> int:
     return EXIT_FOUND if counts["reproduced"] else EXIT_CLEAN
 
 
-def _replay_outcome(path: Path, driver: str, scenario_file: Optional[str]):
+def _replay_outcome(path: Path, driver: str, scenario_file: Optional[str], preemption_model: str):
     """(``reproduced`` | ``clean`` | ``bad``, one line of detail) for one seed file."""
     try:
         seed = seedfile.read(path)
         execution = engine.replay(seed, driver=driver, scenario_file=scenario_file)
+        if preemption_model != preemption.ANYWHERE:
+            scenario = engine.scenario_for(seed, scenario_file)
+            _check_allowed(path, engine.preemptions(scenario, scenario.variant(seed.variant), execution,
+                                                    seed.preemption_model), preemption_model)
     except (registry.UnknownName, seedfile.SeedFileError, engine.ReplayError) as e:
         return "bad", str(e.args[0] if e.args else e)
     if not _same_failure(seed.failure, execution.failure):
@@ -820,6 +884,17 @@ def cmd_show(args) -> int:
     except OSError as e:
         raise UsageError(f"cannot write {shown(str(args.output))}: {e.strerror or e}") from None
     return EXIT_CLEAN
+
+
+def _check_allowed(path: Path, preempted, model: str) -> None:
+    """Raise :class:`engine.ReplayError` (exit 2) unless every preemption of the trace is allowed under ``model``."""
+    forbidden = [p for p in preempted if not preemption.allows(model, p.needs)]
+    if forbidden:
+        p = forbidden[0]
+        raise engine.ReplayError(
+            f"{shown(str(path))}: its schedule is not allowed under preemption model {model}: "
+            f"step {p.step} switches away from {p.thread} {p.context.where}, which needs {p.needs}"
+            + (f" (and {report.plural(len(forbidden) - 1, 'more preemption')})" if len(forbidden) > 1 else ""))
 
 
 def _same_failure(a, b) -> bool:

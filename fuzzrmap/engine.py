@@ -12,6 +12,13 @@ threads model.
 :func:`campaign` runs schedules until the first failure or the budget, and
 :func:`replay` re-executes a seed file's decisions, refusing files written
 against another model (fingerprint) and reporting the first divergent step.
+
+Every schedule runs under a preemption model (:mod:`fuzzrmap.preemption`,
+by default ``anywhere``): under another, :func:`prepare` has the scheduler
+ask the environment before it switches away from a thread that could go on,
+a seed file records the model (its enabled sets depend on it), and
+:func:`preemptions` replays an execution to say where each of its
+preemptions happened and what it needs.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any, Callable, FrozenSet, Hashable, Iterable, Iterator, List,
 import attrs
 
 from fuzzrmap import fingerprint as fingerprints
+from fuzzrmap import preemption
 from fuzzrmap.environment import Environment
 from fuzzrmap.files import shown
 from fuzzrmap.scenario import Scenario, Variant, World, for_seed
@@ -50,12 +58,15 @@ class Built:
 
 
 def prepare(scenario: Scenario, variant: Variant, strategy: Strategy, index: int,
-            max_steps: int = DEFAULT_MAX_STEPS) -> Scheduler:
-    """A scheduler with the scenario's threads spawned and nothing run yet."""
+            max_steps: int = DEFAULT_MAX_STEPS, preemption_model: str = preemption.DEFAULT) -> Scheduler:
+    """A scheduler with the scenario's threads spawned and nothing run yet, which switches
+    away from a thread only where ``preemption_model`` allows it."""
     strategy.begin(index)
     sched = Scheduler(strategy, max_steps)
     sched.hunks = variant.hunks
     env = scenario.environment
+    if preemption_model != preemption.ANYWHERE:
+        sched.may_preempt = lambda task: env.may_preempt(task.state, task.op, preemption_model)
     RUNNING.sched = sched  # setup sees the variant's hunks
     globals_, world = env.build(scenario.setup)
     background = env.background(sched, globals_)
@@ -89,9 +100,9 @@ def finish(sched: Scheduler) -> Execution:
 
 def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int = 0,
             driver: str = "direct", max_steps: int = DEFAULT_MAX_STEPS,
-            observer: Optional[Callable] = None) -> Execution:
+            observer: Optional[Callable] = None, preemption_model: str = preemption.DEFAULT) -> Execution:
     """One schedule; ``observer(step_index, task)`` sees the state after each step."""
-    sched = prepare(scenario, variant, strategy, index, max_steps)
+    sched = prepare(scenario, variant, strategy, index, max_steps, preemption_model)
     sched.observer = observer
     if driver == "trio":
         (execution,) = drivers.run_trio([lambda: sched], finish)
@@ -105,7 +116,8 @@ TRIO_BATCH = 64
 
 
 def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: Iterable[int],
-             driver: str = "direct", done: Callable[[Scheduler], T] = finish) -> Iterator[T]:
+             driver: str = "direct", done: Callable[[Scheduler], T] = finish,
+             preemption_model: str = preemption.DEFAULT) -> Iterator[T]:
     """``done(sched)`` of each schedule of ``indices``, in order (by default its execution).
 
     ``done`` runs as each schedule ends, before the next one begins, so it
@@ -115,16 +127,17 @@ def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: 
     if driver == "trio":
         for first in range(0, len(indices), TRIO_BATCH):
             batch = indices[first:first + TRIO_BATCH]
-            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i) for i in batch), done)
+            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i, preemption_model)
+                                         for i in batch), done)
         return
     for i in indices:
-        sched = prepare(scenario, variant, strategy, i)
+        sched = prepare(scenario, variant, strategy, i, preemption_model=preemption_model)
         drivers.run_direct(sched)
         yield done(sched)
 
 
-def _preparer(scenario, variant, strategy, index) -> Callable[[], Scheduler]:
-    return lambda: prepare(scenario, variant, strategy, index)
+def _preparer(scenario, variant, strategy, index, preemption_model) -> Callable[[], Scheduler]:
+    return lambda: prepare(scenario, variant, strategy, index, preemption_model=preemption_model)
 
 
 # -- campaigns -------------------------------------------------------------------
@@ -154,7 +167,8 @@ class CampaignResult:
 
 def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int,
              driver: str = "direct", progress: Optional[Callable[[int, float], None]] = None,
-             jobs: int = 1, cluster: Optional[str] = None) -> CampaignResult:
+             jobs: int = 1, cluster: Optional[str] = None,
+             preemption_model: str = preemption.DEFAULT) -> CampaignResult:
     """Run up to ``runs`` schedules; stop at the first failure (or on Ctrl-C).
 
     With ``jobs`` > 1 the schedules run in shards on that many processes, with
@@ -164,7 +178,7 @@ def campaign(scenario: Scenario, variant: Variant, strategy: Strategy, runs: int
     """
     from fuzzrmap import parallel
 
-    job = parallel.CampaignJob(scenario.ref, variant.name, strategy, driver)
+    job = parallel.CampaignJob(scenario.ref, variant.name, strategy, driver, preemption_model)
     result = parallel.campaign(job, runs, jobs, cluster, progress)
     strategy.resume(result.carry)
     return result
@@ -178,7 +192,7 @@ def fingerprint(scenario: Scenario) -> str:
 
 
 def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, execution: Execution,
-                  shrink: Optional[dict] = None) -> SeedFile:
+                  shrink: Optional[dict] = None, preemption_model: str = preemption.DEFAULT) -> SeedFile:
     return SeedFile(
         scenario=scenario.name,
         variant=variant.name,
@@ -189,6 +203,7 @@ def seed_file_for(scenario: Scenario, variant: Variant, strategy: Strategy, exec
         failure=execution.failure,
         shrink=shrink,
         source=scenario.source,
+        preemption_model=preemption_model,
     )
 
 
@@ -222,7 +237,8 @@ def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] 
             f"{scenario.name} or of a model module it uses changed: {', '.join(files)}); re-run "
             f"'fuzzrmap fuzz {scenario.ref} --variant {seed.variant}' to get a fresh one")
     try:
-        execution = run_one(scenario, variant, Replay(seed.steps), driver=driver, observer=observer)
+        execution = run_one(scenario, variant, Replay(seed.steps), driver=driver, observer=observer,
+                            preemption_model=seed.preemption_model)
     except Divergence as d:
         raise ReplayError(f"seed file diverges from the model at {d}") from None
     if execution.roles != tuple(seed.roles):
@@ -233,6 +249,26 @@ def replay(seed: SeedFile, driver: str = "direct", observer: Optional[Callable] 
             f"after {len(execution.steps)} of {len(seed.steps)} recorded steps")
     return execution
 
+
+def preemptions(scenario: Scenario, variant: Variant, execution: Execution,
+                preemption_model: str = preemption.DEFAULT) -> List[preemption.Preemption]:
+    """Where each preemption of ``execution`` (run under ``preemption_model``) happened.
+
+    Replays the execution and asks the environment, after each step, where
+    the thread that ran it is parked: a preemption at step ``i`` switches
+    away from the thread of step ``i - 1``, which is where it was then.
+    """
+    from fuzzrmap.report import preemption_steps
+
+    env = scenario.environment
+    contexts: List[Optional[preemption.Context]] = []
+
+    def observe(step_index: int, task) -> None:
+        contexts.append(env.preemption_context(task.state, task.op) if task.alive else None)
+
+    run_one(scenario, variant, Replay(execution.steps), observer=observe, preemption_model=preemption_model)
+    roles, steps = execution.roles, execution.steps
+    return [preemption.Preemption(i, roles[steps[i - 1].task], contexts[i - 1]) for i in preemption_steps(execution)]
 
 
 # -- exhaustive search -----------------------------------------------------------------
@@ -256,6 +292,8 @@ class ExploreResult:
     jobs: int = 1
     #: (final state, invariant or None) of every execution, with ``final_states=True``
     outcomes: FrozenSet[Tuple[object, Optional[str]]] = frozenset()
+    #: where a thread may be preempted (:mod:`fuzzrmap.preemption`)
+    preemption_model: str = preemption.DEFAULT
 
     @property
     def naive_upper_bound(self) -> int:
@@ -267,9 +305,6 @@ class ExploreResult:
         return count
 
 
-PREEMPTION_MODEL = "preempt anywhere (a switch at every yield point)"
-
-
 def verified_scope(scenario: Scenario, variant: Variant, result: ExploreResult) -> str:
     """What a clean, complete explore proved: the model, the switches, the preemption model, the bounds."""
     bound = ("no bound" if result.preemption_bound is None or not result.bound_cut
@@ -277,7 +312,7 @@ def verified_scope(scenario: Scenario, variant: Variant, result: ExploreResult) 
     search = ("every interleaving is equivalent to one that was run" if result.reduction
               else "every schedule was run")
     return (f"{search}; scope: scenario {scenario.name}, variant {variant.name} ({variant.scope()}; hunks on: {', '.join(sorted(variant.hunks)) or 'none'}), "
-            f"{PREEMPTION_MODEL}, {bound}, at most {DEFAULT_MAX_STEPS} steps per schedule")
+            f"{preemption.SCOPES[result.preemption_model]}, {bound}, at most {DEFAULT_MAX_STEPS} steps per schedule")
 
 
 @attrs.define
@@ -311,7 +346,8 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
            max_executions: Optional[int] = None, max_runs: Optional[int] = None,
            on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
            stop_on_failure: bool = True, target: Optional[str] = None, final_states: bool = False,
-           progress: Optional[Callable[[int, int], None]] = None) -> None:
+           progress: Optional[Callable[[int, int], None]] = None,
+           preemption_model: str = preemption.DEFAULT) -> None:
     """Run ``strategy``'s executions into ``tally`` until it is exhausted, a failure (with
     ``stop_on_failure``) or a budget: ``max_executions`` in ``tally``, ``max_runs`` in this call.
 
@@ -330,7 +366,8 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
         if (max_executions is not None and tally.executions >= max_executions) or \
                 (max_runs is not None and runs >= max_runs):
             return
-        sched = prepare(scenario, variant, strategy, tally.executions + tally.pruned)
+        sched = prepare(scenario, variant, strategy, tally.executions + tally.pruned,
+                        preemption_model=preemption_model)
         sched.record_footprints = True
         sched.observer = strategy.after_step
         strategy.sched = sched
@@ -369,7 +406,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             on_execution: Optional[Callable[[Execution, Scheduler], None]] = None,
             stop_on_failure: bool = True, target: Optional[str] = None,
             check_footprints: bool = False, jobs: int = 1, final_states: bool = False,
-            progress: Optional[Callable[[int, int], None]] = None) -> ExploreResult:
+            progress: Optional[Callable[[int, int], None]] = None,
+            preemption_model: str = preemption.DEFAULT) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
@@ -387,7 +425,15 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     verdict and violations, counts of its own.  ``progress(executions, pruned)``
     is called after every execution, full or cut short (with ``jobs`` > 1: after
     every unit of work merged).
+
+    Under a ``preemption_model`` other than ``anywhere`` the search is naive
+    (``reduction`` is ignored, and the result says so) and runs in one
+    process: which threads are enabled then depends on which one ran last,
+    and the reduction's independence of steps does not know that.
     """
+    reduction = reduction and preemption_model == preemption.ANYWHERE
+    if preemption_model != preemption.ANYWHERE:
+        jobs = 1
     if jobs > 1:
         if on_execution is not None:
             raise ValueError("on_execution needs jobs=1 (executions run in worker processes)")
@@ -406,17 +452,19 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     try:
         search(scenario, variant, strategy, tally, advance_first=False, max_executions=max_executions,
                on_execution=on_execution, stop_on_failure=stop_on_failure, target=target,
-               final_states=final_states, progress=progress)
+               final_states=final_states, progress=progress,
+               preemption_model=preemption_model)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         RUNNING.check_footprints = False
     return explore_result(tally, time.perf_counter() - start, reduction, preemption_bound, strategy.hit_bound,
-                          interrupted)
+                          interrupted, preemption_model=preemption_model)
 
 
 def explore_result(tally: Tally, elapsed_s: float, reduction: bool, preemption_bound: Optional[int],
-                   bound_cut: bool, interrupted: bool, jobs: int = 1) -> ExploreResult:
+                   bound_cut: bool, interrupted: bool, jobs: int = 1,
+                   preemption_model: str = preemption.DEFAULT) -> ExploreResult:
     return ExploreResult(tally.executions, tally.pruned, tally.complete, tally.failure, elapsed_s,
                          reduction, preemption_bound, bound_cut, tally.longest, tally.per_thread, interrupted,
-                         frozenset(tally.violations), jobs, frozenset(tally.outcomes))
+                         frozenset(tally.violations), jobs, frozenset(tally.outcomes), preemption_model)

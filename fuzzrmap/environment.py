@@ -12,6 +12,10 @@ of a schedule:
   (the kernel's RCU grace-period thread);
 * :meth:`~Environment.task_state` is the per-thread state hung on each
   scheduler task (the kernel's ``task_struct``; here, the locks a thread holds);
+* :meth:`~Environment.preemption_context` says where a thread parked at a
+  yield point is, for preemption models (:mod:`fuzzrmap.preemption`): the
+  kernel's answer reads the RCU nesting and the spinlocks held; a plain
+  program's threads may be switched anywhere;
 * :meth:`~Environment.thread_exit` and :meth:`~Environment.final_check` are
   the checks at the end of each thread and of the schedule; they raise a
   :class:`~fuzzrmap.sched.scheduler.Violation` (``fuzzrmap.check.violation``).
@@ -31,10 +35,12 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, List, Tuple
 
 import attrs
 
+from fuzzrmap import preemption
 from fuzzrmap.check import SAFETY, violation
 
 if TYPE_CHECKING:  # pragma: no cover
     from fuzzrmap.scenario import World
+    from fuzzrmap.sched.api import Op
     from fuzzrmap.sched.scheduler import Scheduler
 
 Thread = Tuple[str, Callable[[], Coroutine]]
@@ -59,6 +65,17 @@ class Environment:
         (lock, mode) pairs, if it has one, is what ``fuzzrmap show`` draws as lock holds."""
         return ThreadState(role)
 
+    def preemption_context(self, state: Any, op: "Op") -> preemption.Context:
+        """Where the thread of ``state``, parked at ``op``, is if it is switched away from there
+        (its context after its last step).  A plain program runs in user space, which every
+        kernel preempts anywhere."""
+        return USER_SPACE
+
+    def may_preempt(self, state: Any, op: "Op", model: str) -> bool:
+        """Whether preemption model ``model`` lets the thread of ``state``, parked at ``op``, be
+        switched away from (the scheduler asks, see :func:`fuzzrmap.engine.prepare`)."""
+        return preemption.allows(model, self.preemption_context(state, op).needs)
+
     def thread_exit(self, state: Any) -> None:
         """Checks when a thread returns: by default, it holds no lock of :mod:`fuzzrmap.sync`."""
         if state.held:
@@ -77,6 +94,9 @@ class ThreadState:
     #: (lock, mode) pairs, as the kernel's TaskStruct keeps them
     held: List[Tuple[Any, str]] = attrs.Factory(list)
 
+
+USER_SPACE = preemption.Context("at a yield point", preemption.NONE,
+                                "nothing special: user space is preemptible everywhere")
 
 #: a classic program: the scenario's threads and nothing else
 PLAIN = Environment()

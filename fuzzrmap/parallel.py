@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
 
 import attrs
 
-from fuzzrmap import engine
+from fuzzrmap import engine, preemption
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import Execution
@@ -62,6 +62,7 @@ class CampaignJob:
     variant: str
     strategy: Strategy
     driver: str
+    preemption_model: str = preemption.DEFAULT
 
 
 @attrs.frozen
@@ -108,7 +109,8 @@ def run_shard(job: CampaignJob, shard: Shard) -> ShardResult:
 
         events = 0
         indices = range(shard.first, shard.stop)
-        for offset, execution in enumerate(engine.run_many(scenario, variant, strategy, indices, job.driver, done)):
+        for offset, execution in enumerate(engine.run_many(scenario, variant, strategy, indices, job.driver, done,
+                                                                   job.preemption_model)):
             events += len(execution.events)
             if execution.failure is not None:
                 before = carries[offset - 1] if offset else shard.carry_in

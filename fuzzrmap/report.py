@@ -17,6 +17,13 @@ Colour (on a terminal) only emphasises the marks; the text is the same.
 The columns share the given line width (the terminal's, or 100 when piped),
 down to :data:`NARROWEST` characters each, and labels wrap within them.
 
+Under the legend, one line per preemption says where the preempted thread
+was (inside an RCU read-side section, holding a spinlock, at a sleeping or a
+plain preemptible point) and what a kernel needs to delay it there; under the
+failure, one line names the least permissive preemption model that allows the
+whole trace (:mod:`fuzzrmap.preemption`).  The environment supplies the
+contexts (:func:`fuzzrmap.engine.preemptions`).
+
 The output depends only on the execution, so two replays of a seed file print
 the same bytes.
 """
@@ -25,10 +32,11 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import Iterator, List, Optional, Set, Tuple
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
+from fuzzrmap import preemption
 from fuzzrmap.sched.trace import Execution
 
 #: the default line width, and the narrowest and widest a column gets
@@ -170,17 +178,24 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def legend() -> str:
-    return "* preemption (the thread before could have continued)   >> racing pair   !! invariant broken"
+def legend(preemptions: Sequence[preemption.Preemption] = (), width: Optional[int] = None) -> str:
+    """The marks, then where each preemption happened and what it needs (wrapped to ``width``)."""
+    lines = ["* preemption (the thread before could have continued)   >> racing pair   !! invariant broken"]
+    lines += [p.legend() for p in preemptions]
+    return _wrapped(lines, width)
 
 
-def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None, width: Optional[int] = None) -> str:
-    """The failure, the racing pair and the accuracy events, wrapped to ``width`` if given."""
+def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None, width: Optional[int] = None,
+            preemptions: Optional[Sequence[preemption.Preemption]] = None) -> str:
+    """The failure, the preemption model the trace needs (when ``preemptions`` are given), the
+    racing pair and the accuracy events, wrapped to ``width`` if given."""
     lines = []
     if execution.failure is not None:
         lines.append(f"FAILED {execution.failure.headline()}")
     else:
         lines.append("no invariant broken")
+    if preemptions is not None:
+        lines.append(preemption.verdict(preemptions))
     if race is not None:
         a, b = (execution.steps[k] for k in race)
         lines.append(f"racing pair: step {race[0]} ({execution.roles[a.task]}: {a.label}) before "
@@ -188,6 +203,10 @@ def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None, width:
     if execution.events:
         lines.append(f"{len(execution.events)} accuracy event(s), not failures:")
         lines += [f"  {e.headline()}" for e in execution.events]
+    return _wrapped(lines, width)
+
+
+def _wrapped(lines: List[str], width: Optional[int]) -> str:
     if width is None:
         return "\n".join(lines)
     return "\n".join(wrapped for line in lines

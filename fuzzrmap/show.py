@@ -31,6 +31,10 @@ Four renderings of the same :class:`Timeline`:
 * ``changelog``: the race as kernel commit messages draw it, in at most 72
   columns.
 
+Every rendering says which preemption model the trace needs; ``text`` and
+``html`` also say where each preemption happened
+(:func:`fuzzrmap.engine.preemptions`).
+
 Every output is a function of the seed file: no timings, no dates, and sets
 are sorted before they are written.  Left out: resources other than locks
 (refcounts, RCU sections, the slab), which the step labels already name.
@@ -46,7 +50,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
-from fuzzrmap import engine, report
+from fuzzrmap import engine, preemption, report
 from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.shrink import racing_pair
 from fuzzrmap.sched.seedfile import SeedFile
@@ -76,6 +80,8 @@ class Timeline:
     holds: Tuple[Hold, ...]
     #: the racing pair (step indices), None when the schedule does not fail
     race: Optional[Tuple[int, int]]
+    #: where each preemption happened and what it needs
+    preemptions: Tuple[preemption.Preemption, ...] = ()
 
     @property
     def threads(self) -> Tuple[int, ...]:
@@ -115,11 +121,11 @@ def record(seed: SeedFile, scenario_file: Optional[str] = None) -> Timeline:
                                for t in RUNNING.sched.tasks))
 
     execution = engine.replay(seed, observer=observe, scenario_file=scenario_file)
-    race = None
-    if execution.failure is not None:
-        scenario = engine.scenario_for(seed, scenario_file)
-        race = racing_pair(scenario, scenario.variant(seed.variant), execution)
-    return Timeline(seed, execution, hold_spans(snapshots), race)
+    scenario = engine.scenario_for(seed, scenario_file)
+    variant = scenario.variant(seed.variant)
+    race = racing_pair(scenario, variant, execution) if execution.failure is not None else None
+    preempted = engine.preemptions(scenario, variant, execution, seed.preemption_model)
+    return Timeline(seed, execution, hold_spans(snapshots), race, tuple(preempted))
 
 
 def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
@@ -139,8 +145,9 @@ def hold_spans(snapshots: Sequence[Snapshot]) -> Tuple[Hold, ...]:
 
 def text(timeline: Timeline) -> str:
     execution = timeline.execution
-    return (f"{report.interleaving(execution, timeline.race, compact=True)}\n{report.legend()}\n\n"
-            f"{report.verdict(execution, timeline.race, width=report.LINE)}\n")
+    return (f"{report.interleaving(execution, timeline.race, compact=True)}\n"
+            f"{report.legend(timeline.preemptions, width=report.LINE)}\n\n"
+            f"{report.verdict(execution, timeline.race, width=report.LINE, preemptions=timeline.preemptions)}\n")
 
 
 # -- Chrome Trace Event Format ------------------------------------------------------
@@ -321,9 +328,11 @@ def strategy_words(strategy: dict) -> str:
 
 def _header_lines(timeline: Timeline) -> Iterator[str]:
     execution, seed = timeline.execution, timeline.seed
-    for n, line in enumerate(report.verdict(execution).splitlines()):
+    for n, line in enumerate(report.verdict(execution, preemptions=timeline.preemptions).splitlines()):
         failed = n == 0 and execution.failure is not None
         yield f'<p class="verdict{" failed" if failed else ""}">{_e(line)}</p>'
+    for p in timeline.preemptions:
+        yield f"<p>{_e(p.legend())}</p>"
     pair = timeline.race
     if pair is not None:
         first, second = (f"step {k} ({execution.roles[execution.steps[k].task]}: {execution.steps[k].label})"
@@ -498,7 +507,7 @@ def changelog(timeline: Timeline) -> str:
             code += f"  /* {execution.failure.invariant} */"
         put(item.thread, code, extra=2)
     lines.append("")
-    for line in report.verdict(execution, timeline.race).splitlines():
+    for line in report.verdict(execution, timeline.race, preemptions=timeline.preemptions).splitlines():
         lines += report.wrap(line, CHANGELOG_WIDTH, first="", rest="  ")
     return "\n".join(line.rstrip() for line in lines) + "\n"
 

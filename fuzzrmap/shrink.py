@@ -28,6 +28,11 @@ preemption, the one of those with the fewest becomes the starting point of
 more local edits, before the proof.  That is what shrinks long witnesses
 such as the fork window's.
 
+Under a preemption model other than ``anywhere`` every run of the shrinker
+(local edits, the searches) runs under that model, so the shrunk schedule is
+one the model allows; the reduced search is then a naive one (see
+:func:`fuzzrmap.engine.explore`).
+
 Ctrl-C at any point keeps the best schedule so far and marks the result
 interrupted.
 """
@@ -38,7 +43,7 @@ from typing import Callable, List, Optional, Tuple
 
 import attrs
 
-from fuzzrmap import engine
+from fuzzrmap import engine, preemption
 from fuzzrmap.report import plural, preemption_steps
 from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched.seedfile import SeedFile
@@ -70,6 +75,7 @@ class ShrinkResult:
     #: the bound whose search stopped at the budget, None when every search completed
     budget_cut: Optional[int] = None
     interrupted: bool = False
+    preemption_model: str = preemption.DEFAULT
 
     @property
     def preemptions(self) -> int:
@@ -100,7 +106,8 @@ class ShrinkResult:
             else found.strategy
         return attrs.evolve(found, strategy={"name": "shrink", "from": origin},
                             roles=self.execution.roles, steps=self.execution.steps,
-                            failure=self.execution.failure, shrink=self.to_json())
+                            failure=self.execution.failure, shrink=self.to_json(),
+                            preemption_model=self.preemption_model)
 
     def to_json(self) -> dict:
         return {"preemptions": self.preemptions, "steps": len(self.execution.steps), "proved": self.proved,
@@ -110,8 +117,10 @@ class ShrinkResult:
 
 
 def shrink(scenario: Scenario, variant: Variant, execution: Execution,
-           proof_budget: int = PROOF_BUDGET, progress: Optional[Progress] = None) -> ShrinkResult:
-    """The same invariant broken with the fewest preemptions, then the fewest steps.
+           proof_budget: int = PROOF_BUDGET, progress: Optional[Progress] = None,
+           preemption_model: str = preemption.DEFAULT) -> ShrinkResult:
+    """The same invariant broken with the fewest preemptions, then the fewest steps, every run
+    under ``preemption_model`` (which must allow ``execution``'s schedule).
 
     When local edits leave more than one preemption, the reduced search
     (at most ``proof_budget`` executions) supplies the starting point with the
@@ -119,8 +128,8 @@ def shrink(scenario: Scenario, variant: Variant, execution: Execution,
     A pure function of its arguments.
     """
     target = execution.failure.invariant
-    work = _Work(scenario, variant, target, progress)
-    best = execution
+    work = _Work(scenario, variant, target, progress, preemption_model)
+    best = work.run(Guided(blocks_of(execution.decisions)))  # the same schedule, its enabled sets under the model
     at_least, proof, cut = 0, 0, None
     try:
         best = work.local(best)
@@ -144,8 +153,9 @@ def shrink(scenario: Scenario, variant: Variant, execution: Execution,
             at_least += 1
     except KeyboardInterrupt:
         return ShrinkResult(best, len(execution.steps), preemptions(execution), at_least, proof,
-                            work.candidates, cut, interrupted=True)
-    return ShrinkResult(best, len(execution.steps), preemptions(execution), at_least, proof, work.candidates, cut)
+                            work.candidates, cut, interrupted=True, preemption_model=preemption_model)
+    return ShrinkResult(best, len(execution.steps), preemptions(execution), at_least, proof, work.candidates, cut,
+                        preemption_model=preemption_model)
 
 
 @attrs.define
@@ -156,8 +166,12 @@ class _Work:
     variant: Variant
     target: str
     progress: Optional[Progress]
+    preemption_model: str
     candidates: int = 0
     executions: int = 0
+
+    def run(self, strategy) -> Execution:
+        return engine.run_one(self.scenario, self.variant, strategy, preemption_model=self.preemption_model)
 
     def _report(self, phase: str) -> None:
         if self.progress is not None:
@@ -173,7 +187,7 @@ class _Work:
                 self.candidates += 1
                 self.executions += 1
                 self._report(phase)
-                candidate = engine.run_one(self.scenario, self.variant, Guided(blocks))
+                candidate = self.run(Guided(blocks))
                 if candidate.failure is not None and candidate.failure.invariant == self.target \
                         and _key(candidate) < _key(best):
                     best = candidate
@@ -188,7 +202,8 @@ class _Work:
             self.executions = before + executions + pruned
             self._report(phase)
 
-        return engine.explore(self.scenario, self.variant, target=self.target, progress=progress, **search)
+        return engine.explore(self.scenario, self.variant, target=self.target, progress=progress,
+                              preemption_model=self.preemption_model, **search)
 
     def fewest_in_every_trace(self, budget: int) -> Optional[Execution]:
         """Of the reduced search's failing schedules (one per failing trace), one with the fewest preemptions."""

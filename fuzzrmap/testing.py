@@ -96,15 +96,16 @@ def _fail(sc: Scenario, v: Variant, found: seedfile.SeedFile, execution: Executi
 def message(sc: Scenario, v: Variant, execution: Execution, path: Path, what: str = "found") -> str:
     """The failure as the test report shows it: headline, seed file, replay command, interleaving."""
     race = shrink.racing_pair(sc, v, execution)
+    preempted = engine.preemptions(sc, v, execution)
     return "\n".join([
         f"fuzzrmap {what} a failing schedule of {sc.name} / {v.name}: {execution.failure.headline()}",
         f"  seed file: {path}",
         f"  replay it: {sc.replay_command(path)}",
         "",
         report.interleaving(execution, race, compact=True, color=False),
-        report.legend(),
+        report.legend(preempted),
         "",
-        report.verdict(execution, race),
+        report.verdict(execution, race, preemptions=preempted),
     ])
 
 

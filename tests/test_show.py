@@ -89,8 +89,11 @@ def test_text_is_what_replay_prints(seed_path, timeline, capsys):
     text = export(seed_path, "text", capsys)
     race = timeline.race
     assert race is not None, "a failing seed file has a racing pair"
-    assert text == (f"{report.interleaving(timeline.execution, race, compact=True)}\n{report.legend()}\n\n"
-                    f"{report.verdict(timeline.execution, race, width=report.LINE)}\n")
+    preempted = timeline.preemptions
+    assert preempted, "the seed file's race needs a preemption"
+    assert text == (f"{report.interleaving(timeline.execution, race, compact=True)}\n"
+                    f"{report.legend(preempted, width=report.LINE)}\n\n"
+                    f"{report.verdict(timeline.execution, race, width=report.LINE, preemptions=preempted)}\n")
     cli.main(["replay", str(seed_path)])
     replayed = capsys.readouterr().out
     assert replayed.split("\n", 2)[2] == text

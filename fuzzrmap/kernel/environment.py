@@ -10,7 +10,13 @@ A scenario that names :data:`KERNEL` gets, for every schedule:
   other thread has;
 * the end checks: at each thread's end, no lock held and no open RCU section
   (I7, I9); once all have returned, I5c, I6 and I11 over the final state,
-  with the folios the world names (:class:`KernelWorld`).
+  with the folios the world names (:class:`KernelWorld`);
+* where a thread is when it is preempted (:mod:`fuzzrmap.preemption`): under
+  a spinlock, inside an RCU read-side section (``CONFIG_PREEMPT_RCU`` is
+  what ``CONFIG_PREEMPT`` gives), at a sleeping point (marked by the model
+  with :func:`~fuzzrmap.kernel.task.sleeping`; every wait but a spinlock's)
+  or at a plain preemptible point.  The model has no ``preempt_disable()``
+  of its own: spinlocks are what disables preemption in the code modelled.
 
 What is left out: the kernel's other background threads (kswapd, kcompactd)
 are not modelled; a scenario that needs one writes it as its own thread.
@@ -22,8 +28,10 @@ from typing import Any, Callable, List, Tuple
 
 import attrs
 
+from fuzzrmap import preemption
 from fuzzrmap.check import invariants, violation
 from fuzzrmap.environment import Environment, Thread
+from fuzzrmap.kernel.locking import SPIN
 from fuzzrmap.kernel.memory import Folio
 from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
 from fuzzrmap.kernel.rmap import AnonVma
@@ -53,6 +61,23 @@ class KernelEnvironment(Environment):
         state = TaskStruct(role, kernel)
         kernel.rcu.tasks.append(state)
         return state
+
+    def preemption_context(self, state: TaskStruct, op) -> preemption.Context:
+        before = f"before {op.label}"
+        spinlocks = [lock.name for lock, mode in state.held if mode == SPIN]
+        if spinlocks:
+            return preemption.Context(
+                f"holding spinlock {', '.join(spinlocks)}, {before}", preemption.ANYWHERE,
+                "an interrupt or a vCPU stall: spin_lock() disables preemption")
+        if state.rcu_read_lock_nesting:
+            return preemption.Context(
+                f"inside an RCU read-side section (nesting {state.rcu_read_lock_nesting}), {before}",
+                preemption.FULL, "CONFIG_PREEMPT_RCU, an interrupt or a vCPU stall")
+        if op is state.sleeps_at or (op.ready is not None and op is not state.spins_at):
+            return preemption.Context(f"at a sleeping point, {before}", preemption.NONE,
+                                      "nothing special: it may sleep there")
+        return preemption.Context(f"at a preemptible point, {before}", preemption.FULL,
+                                  "CONFIG_PREEMPT or an interrupt")
 
     def thread_exit(self, state: TaskStruct) -> None:
         invariants.task_exit(state)

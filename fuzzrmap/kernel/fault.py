@@ -36,6 +36,7 @@ from fuzzrmap.kernel.rmap import (
     anon_vma_alloc, anon_vma_chain_link, anon_vma_fork, anon_vma_lock_write, anon_vma_unlock_write,
     folio_move_anon_rmap, folio_test_ksm, put_anon_vma,
 )
+from fuzzrmap.kernel.task import sleeping
 from fuzzrmap.sched.api import point, reads, writes
 
 VM_FAULT_OOM = "oom"
@@ -43,8 +44,9 @@ VM_FAULT_OOM = "oom"
 
 async def __anon_vma_prepare(vma: VMA) -> None:
     fn = "__anon_vma_prepare"
-    await point(fn, "avc = anon_vma_chain_alloc(GFP_KERNEL); find_mergeable_anon_vma(vma): none")
-    await point(fn, "anon_vma = anon_vma_alloc(); anon_vma->num_children++ (self-parent link)", writes("slab"))
+    await sleeping(point(fn, "avc = anon_vma_chain_alloc(GFP_KERNEL); find_mergeable_anon_vma(vma): none"))
+    await sleeping(point(fn, "anon_vma = anon_vma_alloc(); anon_vma->num_children++ (self-parent link)",
+                         writes("slab")))
     anon_vma = anon_vma_alloc()
     anon_vma.num_children += 1
     allocated = anon_vma

@@ -22,7 +22,7 @@ from typing import Optional
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.rwsem import ANON_VMA_CLASS, might_sleep
-from fuzzrmap.kernel.task import TaskStruct, current
+from fuzzrmap.kernel.task import TaskStruct, current, spinning
 from fuzzrmap.sched.api import point, touch, wait_until, writes
 
 SPIN = "spin"
@@ -58,7 +58,8 @@ class ExclusiveLock:
             if self.trylock():
                 return
             self._wait_check(t)
-        await wait_until(func, label, self._free, self._fp)
+        wait = wait_until(func, label, self._free, self._fp)
+        await (spinning(wait) if self.kind == SPIN else wait)
         self.trylock()
 
     def _may_wait(self, t: TaskStruct) -> bool:

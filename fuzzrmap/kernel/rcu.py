@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from fuzzrmap.check import SAFETY, violation
-from fuzzrmap.kernel.task import TaskStruct, current
+from fuzzrmap.kernel.task import TaskStruct, current, sleeping
 from fuzzrmap.kernel.slab import SLAB
 from fuzzrmap.sched.api import point, reads, touch, wait_until, writes
 
@@ -59,7 +59,8 @@ async def synchronize_rcu(func: str) -> None:
     conflict with it.
     """
     rcu = current().kernel.rcu
-    await point(func, "synchronize_rcu(): start grace period", reads(*(t.rcu_resource for t in rcu.tasks)))
+    readers = reads(*(t.rcu_resource for t in rcu.tasks))
+    await sleeping(point(func, "synchronize_rcu(): start grace period", readers))  # might_sleep()
     snapshot: List[Tuple[TaskStruct, int]] = [
         (t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting
     ]

@@ -37,7 +37,7 @@ from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlabObject
-from fuzzrmap.kernel.task import current
+from fuzzrmap.kernel.task import current, sleeping
 from fuzzrmap.sched.api import TRACKED, point, reads, touch, writes
 
 
@@ -587,11 +587,12 @@ async def anon_vma_fork(vma: VMA, pvma: VMA) -> None:
     if vma.anon_vma is not None:
         return
 
-    await point(fn, "FK4 anon_vma = anon_vma_alloc(); anon_vma->num_active_vmas++", writes("slab"))
+    await sleeping(point(fn, "FK4 anon_vma = anon_vma_alloc(); anon_vma->num_active_vmas++", writes("slab")))
     anon_vma = anon_vma_alloc()
     anon_vma.num_active_vmas += 1
-    await point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}; ->parent; get_anon_vma(root)",
-                writes(f"{anon_vma.name}.root", f"{pvma.anon_vma.root.name}.refcount"))
+    # between the two: avc = anon_vma_chain_alloc(GFP_KERNEL), which may sleep
+    await sleeping(point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}; ->parent; get_anon_vma(root)",
+                         writes(f"{anon_vma.name}.root", f"{pvma.anon_vma.root.name}.refcount")))
     anon_vma.root = pvma.anon_vma.root
     anon_vma.parent = pvma.anon_vma
     get_anon_vma(anon_vma.root)

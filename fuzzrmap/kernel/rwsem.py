@@ -23,7 +23,7 @@ from collections import deque
 from typing import Deque, List, Optional, Tuple
 
 from fuzzrmap.check import SAFETY, violation
-from fuzzrmap.kernel.task import TaskStruct, current
+from fuzzrmap.kernel.task import TaskStruct, current, sleeping
 from fuzzrmap.sched.api import point, touch, wait_until, writes
 
 READ = "read"
@@ -93,13 +93,13 @@ class RWSem:
 
     # -- blocking operations (a yield point, then maybe a wait) --------------
     async def down_read(self, func: str, label: str) -> None:
-        await point(func, label, self._fp)
+        await sleeping(point(func, label, self._fp))  # might_sleep()
         if self.down_read_trylock():
             return
         await self._sleep(func, label, READ)
 
     async def down_write(self, func: str, label: str) -> None:
-        await point(func, label, self._fp)
+        await sleeping(point(func, label, self._fp))  # might_sleep()
         if self.down_write_trylock():
             return
         await self._sleep(func, label, WRITE)

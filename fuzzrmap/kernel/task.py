@@ -4,7 +4,12 @@ Each model thread has a :class:`TaskStruct` hung on its scheduler task.  It
 keeps what the kernel keeps per task and what lockdep would know: the RCU
 read-side nesting depth and the locks held, in acquisition order.  The
 checker reads it for the lock-pairing and lock-order invariants (I7, I8) and
-for the grace-period rule (I9).
+for the grace-period rule (I9), and the environment for where a preempted
+thread is (:meth:`~fuzzrmap.kernel.environment.KernelEnvironment.preemption_context`).
+Model code marks the yield points where the kernel may sleep with
+:func:`sleeping` (``might_sleep()``, a blocking lock, a ``GFP_KERNEL``
+allocation) and a spinlock's contended acquire with :func:`spinning`; a wait
+is a sleeping point unless it is marked spinning.
 
 :class:`Kernel` holds the globals of one schedule (``anon_vma_cachep``, RCU
 state, the mms).  A fresh one is built for every
@@ -13,7 +18,7 @@ schedule, so nothing leaks from one run into the next.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -38,6 +43,9 @@ class TaskStruct:
     believed: Dict[int, int] = attrs.Factory(dict)
     #: checker: (anon_vma, rwsem) returned locked by folio_lock_anon_vma_read (I2, I5d)
     anon_vma_locked: List[Tuple[object, object]] = attrs.Factory(list)
+    #: the last yield point marked :func:`sleeping` / :func:`spinning` (compared by identity)
+    sleeps_at: Optional[api.Op] = None
+    spins_at: Optional[api.Op] = None
 
     @property
     def rcu_resource(self) -> str:
@@ -62,3 +70,17 @@ class Kernel:
 def current() -> TaskStruct:
     """The running model thread's ``task_struct``."""
     return api.running().state
+
+
+def sleeping(op: api.Op) -> api.Op:
+    """Mark ``op``, about to be awaited, as a point where the kernel may sleep: a preemption
+    there needs no preemption model."""
+    current().sleeps_at = op
+    return op
+
+
+def spinning(op: api.Op) -> api.Op:
+    """Mark the wait ``op`` as a spinlock's acquire: not a sleeping point (a delay there is
+    a delay before ``spin_lock()``, as at a plain point)."""
+    current().spins_at = op
+    return op

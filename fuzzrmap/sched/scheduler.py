@@ -7,6 +7,12 @@ decision the scheduler computes the enabled set, asks the strategy to pick one
 thread, records the :class:`~fuzzrmap.sched.trace.Step`, and returns the
 thread; the driver then runs it up to its next yield point (:meth:`advance`).
 
+A preemption model (:mod:`fuzzrmap.preemption`) narrows the choice: when
+:attr:`Scheduler.may_preempt` says the running thread may not be switched
+away from where it is parked, it is the only thread enabled (a thread that
+blocks or returns is never forced).  The set recorded in the step is the one
+the strategy chose from.
+
 Because all blocking goes through wait predicates, the scheduler knows exactly
 who can run.  No enabled thread while some are alive is a deadlock (I8),
 unless every thread still alive is a *daemon* (a service thread such as the
@@ -107,6 +113,9 @@ class Scheduler:
         self.record_footprints = False
         #: called as observer(step_index, task) after each step has run (reports, exports)
         self.observer: Optional[Callable[[int, Task], None]] = None
+        #: may_preempt(task): whether the running thread, parked at its op, may be switched away
+        #: from; when not, it is the only thread enabled (None: a switch at every yield point)
+        self.may_preempt: Optional[Callable[[Task], bool]] = None
 
     # -- setting up -------------------------------------------------------
     def spawn(self, role: str, coro: Coroutine, daemon: bool = False) -> Task:
@@ -141,11 +150,15 @@ class Scheduler:
             else:
                 self.phase = Phase.FINISHED
             return None
+        current = self._current
+        if (self.may_preempt is not None and len(enabled) > 1 and current in enabled
+                and not self.may_preempt(self.tasks[current])):
+            enabled = (current,)
         if len(steps) >= self.max_steps:
             self._fail(Failure("LIVELOCK", LIVENESS, self.tasks[enabled[0]].role, len(steps),
                                f"no end after {self.max_steps} steps"))
             return None
-        tid = self._next_task(enabled, self._current, len(steps))
+        tid = self._next_task(enabled, current, len(steps))
         if tid not in enabled:
             raise ModelError(f"strategy chose task {tid}, not in enabled set {enabled}")
         task = self.tasks[tid]

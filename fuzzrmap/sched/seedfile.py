@@ -23,13 +23,16 @@ Format (``"format": "fuzzrmap-seed"``, ``"version": 1``)::
      "steps": [{"task": 0, "func": "folio_referenced", "label": "...", "enabled": [0, 1, 2, 3, 4]}, ...],
      "failure": {"invariant": "I1c", "kind": "ACCURACY", "task": "reader", "step": 41, "message": "..."},
      "shrink": {"preemptions": 1, "steps": 38, "proved": true, ...},
-     "source": {"by": "name"}}
+     "source": {"by": "name"},
+     "preemption_model": "anywhere"}
 
 ``shrink`` is present in files written after shrinking.  ``source`` says how
 the scenario was found: ``{"by": "name"}`` (registered; also what a file
 without ``source`` means) or ``{"by": "path", "path": "scenarios/counter.py"}``
 (a file the user named, the path as it was given).  Replay never loads that
-file unless the user names it again.
+file unless the user names it again.  ``preemption_model`` is the model the
+schedule ran under (:mod:`fuzzrmap.preemption`; a file without it ran under
+``anywhere``): the enabled sets depend on it, so replay runs under it too.
 
 ``decisions`` repeats the task ids of ``steps`` so that the schedule can be
 read (or edited) at a glance; the two must agree.
@@ -46,6 +49,7 @@ import attrs
 
 from fuzzrmap import files
 from fuzzrmap.files import shown
+from fuzzrmap.preemption import ANYWHERE, MODELS
 from fuzzrmap.sched.trace import Failure, Step
 
 FORMAT = "fuzzrmap-seed"
@@ -71,6 +75,8 @@ class SeedFile:
     shrink: Optional[dict] = None
     #: the scenario file as the user named it, or None for a registered scenario
     source: Optional[str] = None
+    #: the preemption model the schedule ran under (fuzzrmap.preemption.MODELS)
+    preemption_model: str = ANYWHERE
 
     def to_json(self) -> dict:
         data = {
@@ -89,6 +95,7 @@ class SeedFile:
         if self.shrink is not None:
             data["shrink"] = self.shrink
         data["source"] = {"by": "name"} if self.source is None else {"by": "path", "path": self.source}
+        data["preemption_model"] = self.preemption_model
         return data
 
 
@@ -170,6 +177,10 @@ def parse(data: Any, where: str) -> SeedFile:
     if by not in ("name", "path"):
         raise SeedFileError(f"{where}: malformed seed file: 'source.by' should be \"name\" or \"path\"")
     source = need(source, "path", str, "source.") if by == "path" else None
+    model = need(data, "preemption_model", str) if "preemption_model" in data else ANYWHERE
+    if model not in MODELS:
+        raise SeedFileError(f"{where}: malformed seed file: 'preemption_model' should be one of "
+                            f"{', '.join(MODELS)}, not {shown(json.dumps(model), 20)}")
     return SeedFile(
         scenario=need(data, "scenario", str),
         variant=need(data, "variant", str),
@@ -180,6 +191,7 @@ def parse(data: Any, where: str) -> SeedFile:
         failure=failure,
         shrink=shrunk,
         source=source,
+        preemption_model=model,
     )
 
 
