@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable, FrozenSet, Hashable, Iterable, Iterator, List, Optional, Set, Tuple, TypeVar
 
 import attrs

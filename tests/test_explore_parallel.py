@@ -8,7 +8,7 @@ import pytest
 
 from fuzzrmap import cli, engine, explore_parallel
 from fuzzrmap import scenario as registry
-from fuzzrmap.sched.api import FootprintError, point, reads
+from fuzzrmap.sched.api import FootprintError
 
 import test_soundness
 import tiny
@@ -84,15 +84,6 @@ def test_a_bounded_naive_search_runs_the_same_schedules():
 
 
 def test_a_footprint_error_in_a_worker_stops_the_search():
-    def threads(k):
-        cell = tiny.Cell("x")
-
-        async def liar():
-            await point("liar", "says it only reads x", reads("x.value"))
-            cell.value = 1
-
-        return [("liar", liar)], lambda: cell.value
-
-    scenario = tiny._program("tiny-liar", threads)
+    scenario = tiny.liar()
     with pytest.raises(FootprintError, match=r"liar says it only reads x\) writes x.value"):
         engine.explore(scenario, scenario.variants[0], check_footprints=True, jobs=2)

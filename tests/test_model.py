@@ -42,7 +42,7 @@ def test_fixed_fast_path_retries_and_walks_the_destination_tree():
     labels = [s.label for s in execution.steps if execution.roles[s.task] == "reader"]
     assert any(label.startswith("L5 up_read") for label in labels), "the recheck must send the reader back to retry"
     assert any("anon_vma#2" in label and label.startswith("W3") for label in labels), "the walk must use D's tree"
-    kernel, world = sched.world.globals, sched.world.world
+    world = sched.world.world
     assert world.folios[0].mapping.name == "anon_vma#2"
 
 

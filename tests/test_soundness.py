@@ -16,7 +16,7 @@ from fuzzrmap.kernel.locking import spinlock
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.slab import SlotState, slot_resource
-from fuzzrmap.sched.api import TRACKED, FootprintError, point, reads, wait_until, writes
+from fuzzrmap.sched.api import TRACKED, FootprintError, point, reads, wait_until
 
 import tiny
 
@@ -155,16 +155,7 @@ def test_random_programs_match_naive(seed):
 # -- footprint checking ---------------------------------------------------------------------
 
 def test_check_footprints_names_the_step_and_the_resource():
-    def threads(k):
-        cell = tiny.Cell("x")
-
-        async def liar():
-            await point("liar", "says it only reads x", reads("x.value"))
-            cell.value = 1
-
-        return [("liar", liar)], lambda: cell.value
-
-    scenario = tiny._program("tiny-liar", threads)
+    scenario = tiny.liar()
     with pytest.raises(FootprintError, match=r"step 0 \(liar: liar says it only reads x\) writes x.value"):
         engine.explore(scenario, scenario.variants[0], check_footprints=True)
     assert engine.explore(scenario, scenario.variants[0]).complete

@@ -307,3 +307,17 @@ def two_locks(n):
 
 
 FAMILIES = {"disjoint": disjoint, "one-lock": one_lock, "two-locks": two_locks}
+
+
+def liar():
+    """One thread whose step declares a read of a tracked cell and writes it."""
+    def threads(k):
+        cell = Cell("x")
+
+        async def liar_thread():
+            await point("liar", "says it only reads x", reads("x.value"))
+            cell.value = 1
+
+        return [("liar", liar_thread)], lambda: cell.value
+
+    return _program("tiny-liar", threads)
