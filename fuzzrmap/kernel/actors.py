@@ -38,7 +38,7 @@ from fuzzrmap.actors import Actor, Catalogue, Param
 from fuzzrmap.check import structure, violation
 from fuzzrmap.hunks import CONFIG, hunk
 from fuzzrmap.kernel.damon import MKOLD, YOUNG, damon_pa_access
-from fuzzrmap.kernel.fault import do_mmap_anon, dup_mmap_ptes, handle_first_fault, handle_write_fault
+from fuzzrmap.kernel.fault import do_mmap_anon, handle_first_fault, handle_write_fault
 from fuzzrmap.kernel.environment import KERNEL, KernelWorld
 from fuzzrmap.kernel.generations import G0, G1, G2
 from fuzzrmap.kernel.ksm import ksm_merge
@@ -215,7 +215,7 @@ async def cow_reuse(w: UffdWorld) -> None:
     child_mm = MM("cow")
     child = VMA("Sc", child_mm, w.src.vm_start, pages=1, vm_pgoff=w.src.vm_pgoff)
     k.mms.append(child_mm)
-    await _operation(w, dup_mmap_ptes(child, w.src))
+    await _operation(w, dup_mmap(child, w.src))
     await _operation(w, madvise_dontneed(w.mm, w.src))
     await _operation(w, handle_write_fault(child_mm, child, child.vm_start, "Fc", w.folios))
 

@@ -1,4 +1,4 @@
-"""Page faults that create or re-use anon rmap (mm/memory.c, mm/rmap.c), and fork with PTEs.
+"""Page faults that create or re-use anon rmap (mm/memory.c, mm/rmap.c).
 
 * :func:`do_anonymous_page` - the first fault in a VMA without an anon_vma:
   ``vmf_anon_prepare()`` -> ``__anon_vma_prepare()`` allocates a new root
@@ -12,17 +12,13 @@
   lock: ``folio_move_anon_rmap()`` then points it at the faulting VMA's
   anon_vma, a move *within one root* that takes no anon_vma lock in any
   generation.  Otherwise the page is copied (``wp_page_copy()``).
-* :func:`dup_mmap_ptes` - fork of one VMA with its page table
-  (kernel/fork.c ``dup_mmap()`` -> ``anon_vma_fork()``, then
-  ``copy_page_range()`` -> ``copy_present_pte()``: the child maps the same
-  folio, ``folio_try_dup_anon_rmap_pte()`` clears ``PageAnonExclusive``).
 * :func:`do_mmap_anon` - ``mmap()`` of a fresh private anonymous VMA.
 
 Left out: VMA merging (``find_mergeable_anon_vma()`` finds nothing: the
 modelled VMAs are never adjacent and compatible), ``mm->page_table_lock`` in
 ``__anon_vma_prepare()`` (one thread faults a given VMA), swap cache, large
 folios, pinned folios, ``wp_page_copy()``'s mmu notifiers and its copy of the
-data, the fork of any other VMA of the mm.
+data, the fork of any other VMA of the mm (fork is :func:`fuzzrmap.kernel.mmap.dup_mmap`).
 """
 
 from __future__ import annotations
@@ -30,10 +26,10 @@ from __future__ import annotations
 from typing import List
 
 from fuzzrmap.kernel.memory import (
-    MM, VMA, Folio, folio_get, folio_put, linear_page_index, set_pte_at,
+    MM, VMA, Folio, folio_put, linear_page_index, set_pte_at,
 )
 from fuzzrmap.kernel.rmap import (
-    anon_vma_alloc, anon_vma_chain_link, anon_vma_fork, anon_vma_lock_write, anon_vma_unlock_write,
+    anon_vma_alloc, anon_vma_chain_link, anon_vma_lock_write, anon_vma_unlock_write,
     folio_move_anon_rmap, folio_test_ksm, put_anon_vma,
 )
 from fuzzrmap.kernel.task import sleeping
@@ -78,37 +74,6 @@ async def do_anonymous_page(vma: VMA, addr: int, name: str, folios: List[Folio])
         set_pte_at(vma, addr, folio)
         folios.append(folio)
     vma.ptl.unlock()
-
-
-# -- fork with the page table ------------------------------------------------------
-
-async def copy_present_pte(dst_vma: VMA, src_vma: VMA, addr: int) -> None:
-    fn = "copy_present_pte"
-    await src_vma.ptl.lock(fn, f"copy_pte_range: spin_lock({src_vma.ptl.name})")
-    await dst_vma.ptl.lock(fn, f"copy_pte_range: spin_lock_nested({dst_vma.ptl.name})")
-    await point(fn, f"folio_get; folio_try_dup_anon_rmap_pte: ClearPageAnonExclusive; wrprotect; "
-                    f"set_pte_at({dst_vma.name}:{addr:#x})",
-                writes(src_vma.pt_resource, dst_vma.pt_resource, "folio.mapcount", "folio.anon_exclusive"))
-    folio = src_vma.ptes.get(addr)
-    if folio is not None:
-        folio_get(folio)
-        folio._mapcount += 1
-        folio.anon_exclusive = False
-        set_pte_at(dst_vma, addr, folio)
-    dst_vma.ptl.unlock()
-    src_vma.ptl.unlock()
-
-
-async def dup_mmap_ptes(child: VMA, parent: VMA) -> None:
-    """fork() as it concerns ``parent``: anon_vma_fork(), then copy its present PTEs."""
-    fn = "dup_mmap"
-    mm = parent.vm_mm
-    await mm.mmap_lock.down_write(fn, "mmap_write_lock(oldmm)")
-    await anon_vma_fork(child, parent)
-    for addr in sorted(parent.ptes):
-        await copy_present_pte(child, parent, addr)
-    await point(fn, "mmap_write_unlock(oldmm)", mm.mmap_lock._fp)
-    mm.mmap_lock.up_write()
 
 
 # -- write faults ------------------------------------------------------------------
