@@ -124,6 +124,7 @@ def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None) -> str
     lines = []
     if execution.failure is not None:
         lines.append(f"FAILED {execution.failure.headline()}")
+        lines += [f"  then {c.headline()}" for c in execution.consequences]
     else:
         lines.append("no invariant broken")
     if race is not None:

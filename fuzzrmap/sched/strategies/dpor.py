@@ -157,6 +157,10 @@ class Explore(Strategy):
         for i, step in enumerate(steps):
             t = step.task
             vc = list(clocks[last_of[t]]) if t in last_of else [-1] * n_threads
+            # Races are judged on t's own history: the step that last enabled t
+            # orders it, but t may have been enabled before, then disabled by a
+            # conflicting step (a lock stolen from a woken waiter) that it races.
+            ordered = vc
             enabler = self._enabler(i, t)
             if enabler is not None:
                 vc = _join(vc, clocks[enabler])
@@ -165,11 +169,17 @@ class Explore(Strategy):
                 for j, wj in touched.get(res, ()):
                     if (w or wj) and steps[j].task != t:
                         earlier.add(j)
+            # A conflicting step j during which t was disabled (t blocked on
+            # what j held) is no race partner that orders the ones before it:
+            # t may still be co-enabled with, and race against, an earlier step.
             for j in sorted(earlier, reverse=True):
-                if vc[steps[j].task] >= j:
+                if ordered[steps[j].task] >= j:
                     continue  # already ordered before i
                 if i >= self._fresh_from:
                     self._backtrack(j, t)
+                if t in self.stack[j].enabled:
+                    ordered = _join(ordered, clocks[j])
+            for j in earlier:
                 vc = _join(vc, clocks[j])
             vc[t] = i
             clocks.append(vc)
