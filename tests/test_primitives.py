@@ -4,7 +4,7 @@ from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock, synchronize_rcu
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rmap import AnonVma
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.kernel.slab import Slab, SlotState
+from fuzzrmap.kernel.slab import SLUB_RCU_DEBUG, Slab, SlotState
 from fuzzrmap.sched.api import point
 
 from helpers import run_threads
@@ -270,6 +270,29 @@ def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period(
     assert c.slab_state is SlotState.GONE
     assert slab.kmem_cache_alloc() is not c, "a released slot is never reused"
     assert b.slab_state is SlotState.LIVE
+
+
+def test_slub_rcu_debug_reuses_a_freed_slot_only_after_a_grace_period():
+    slab = Slab("anon_vma", AnonVma)
+    a = slab.kmem_cache_alloc()
+    a.refcount.atomic_set(0)
+    got = {}
+
+    def freer(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(a)
+            got["at once"] = slab.kmem_cache_alloc()
+            await point("t", "grace period")
+            slab.release_pages(slab.unreclaimed())
+            got["gone"] = a.slab_state
+            got["after"] = slab.kmem_cache_alloc()
+        return body()
+
+    run_threads([freer], hunks=[SLUB_RCU_DEBUG])
+    assert got["at once"] is not a, "the free waits for a grace period before the slot can be reused"
+    assert got["gone"] is SlotState.GONE, "KASAN poisons it when the grace period ends"
+    assert got["after"] is a and a.gen == 2 and a.slab_state is SlotState.LIVE
 
 
 def test_inc_not_zero_cannot_resurrect_and_double_put_is_I6():

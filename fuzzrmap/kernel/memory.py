@@ -140,13 +140,19 @@ def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:
 
 
 async def zap_pte_range(vma: VMA) -> None:
-    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped."""
+    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped.
+
+    ``zap_present_folio_ptes()`` (mm/memory.c, v6.8..v6.18), anon folio, under
+    the PTL: ``clear_full_ptes()``, then ``folio_remove_rmap_ptes()`` (an anon
+    folio never delays its rmap), two steps: between them no PTE maps the folio
+    but ``folio_mapped()`` is still true."""
     fn = "zap_pte_range"
     for addr in sorted(vma.ptes):
         await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
-        await point(fn, f"Z1 ptep_get_and_clear({vma.name}:{addr:#x}); folio_remove_rmap_pte()",
-                    writes(vma.pt_resource, "folio.mapcount"))
+        await point(fn, f"Z1 clear_full_ptes({vma.name}:{addr:#x})", writes(vma.pt_resource))
         folio = ptep_get_and_clear(vma, addr)
         if folio is not None:
+            await point(fn, f"Z2 folio_remove_rmap_ptes({folio.name}, {vma.name})", writes("folio.mapcount"))
             folio._mapcount -= 1
+        await point(fn, f"Z3 pte_unmap_unlock({vma.ptl.name})", writes(vma.ptl.name))
         vma.ptl.unlock()

@@ -11,8 +11,8 @@ control flow: ``goto retry`` is a loop that keeps the locals the kernel keeps.
 Each access to shared state is preceded by a yield point whose label is the
 step id of the spec (``L4``, ``S6``, ``D2``...) and the kernel expression.
 
-Simplifications: the anon_vma interval tree is a list of chains filtered by
-the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; KSM, large folios
+Simplifications: the anon_vma interval tree is a list of chains, walked in
+the tree's order (first pgoff) one node per step (:func:`anon_vma_interval_tree_next`); ``anon_vma_chain_alloc`` never fails; KSM, large folios
 and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
 the fields the modelled walkers use; only unlocked walks (``rmap_walk()``) are
 modelled, not ``rmap_walk_locked()``.
@@ -83,20 +83,27 @@ class RmapWalkControl:
 
 # -- allocation, reference counting, freeing ----------------------------------
 
-def anon_vma_alloc() -> AnonVma:
-    """``anon_vma_alloc()``: may return a slot that a stale reader is still looking at."""
+async def anon_vma_alloc(func: str) -> AnonVma:
+    """``anon_vma_alloc()`` (mm/rmap.c, v6.8..v6.18): the slab may hand out a slot
+    that a stale reader is still looking at, and the plain stores that initialise
+    it are separate steps, in the kernel's order.  ``rb_root`` is not reset: the
+    slab constructor ``anon_vma_ctor()`` set it once per object, and a freed
+    anon_vma's tree is empty."""
     k = current().kernel
+    await point(func, "anon_vma = kmem_cache_alloc(anon_vma_cachep, GFP_KERNEL)", writes("slab"))
     anon_vma = k.anon_vma_cachep.kmem_cache_alloc()
-    touch(f"{anon_vma.name}.root", True)
-    touch(f"{anon_vma.name}.rb_root", True)
+    await point(func, f"atomic_set(&{anon_vma!r}->refcount, 1)", anon_vma.fp_refcount)
     anon_vma.refcount.atomic_set(1)
+    await point(func, f"{anon_vma!r}->num_children = 0", writes(f"{anon_vma.name}.num_children"))
     anon_vma.num_children = 0
+    await point(func, f"{anon_vma!r}->num_active_vmas = 0", writes(f"{anon_vma.name}.num_active_vmas"))
     anon_vma.num_active_vmas = 0
+    await point(func, f"{anon_vma!r}->parent = {anon_vma!r}", writes(f"{anon_vma.name}.parent"))
     anon_vma.parent = anon_vma
     # Initialise the anon_vma root to point to itself. If called from fork,
     # the root will be reset to the parents anon_vma.
+    await point(func, f"{anon_vma!r}->root = {anon_vma!r}", writes(f"{anon_vma.name}.root"))
     anon_vma.root = anon_vma
-    anon_vma.rb_root = []
     return anon_vma
 
 
@@ -347,11 +354,17 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     check.walk_hold_stable(folio, anon_vma, sem, "W2 folio_pgoff")
     pgoff_start = folio.index
 
+    # anon_vma_interval_tree_foreach(): one node at a time, each looked up in the
+    # tree as it is then (cond_resched() between them).
     visited: List[VMA] = []
-    await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree_read)
-    check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
-    avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
-    for avc in avcs:
+    avc = None
+    while True:
+        await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start}): next node",
+                    anon_vma.fp_tree_read)
+        check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
+        avc = anon_vma_interval_tree_next(anon_vma, pgoff_start, avc)
+        if avc is None:
+            break
         vma = avc.vma
         address = vma_address(vma, pgoff_start)
         visited.append(vma)
@@ -359,6 +372,21 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
             break
     await anon_vma_unlock_read(anon_vma, fn, "W4 anon_vma_unlock_read")
     check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
+
+
+def _tree_key(avc: AnonVmaChain):
+    """The interval tree's order: a chain's first pgoff (``avc_start_pgoff()``), then its VMA's start."""
+    return (avc.vma.vm_pgoff, avc.vma.vm_start, id(avc.vma))
+
+
+def anon_vma_interval_tree_next(anon_vma: AnonVma, pgoff: int,
+                                after: Optional[AnonVmaChain]) -> Optional[AnonVmaChain]:
+    """The chain after ``after`` (the first when None) in ``anon_vma``'s tree whose VMA covers ``pgoff``."""
+    hits = sorted((avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff) is not None), key=_tree_key)
+    if after is None:
+        return hits[0] if hits else None
+    later = [avc for avc in hits if _tree_key(avc) > _tree_key(after)]
+    return later[0] if later else None
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
@@ -521,13 +549,22 @@ async def anon_vma_fork(vma: VMA, pvma: VMA) -> None:
     if vma.anon_vma is not None:
         return
 
-    await point(fn, "FK4 anon_vma = anon_vma_alloc(); anon_vma->num_active_vmas++", writes("slab"))
-    anon_vma = anon_vma_alloc()
+    # Then add our own anon_vma (anon_vma_fork(), mm/rmap.c v6.8..v6.18).
+    anon_vma = await anon_vma_alloc(fn)  # FK4
+    await point(fn, f"FK4 {anon_vma!r}->num_active_vmas++", writes(f"{anon_vma.name}.num_active_vmas"))
     anon_vma.num_active_vmas += 1
-    await point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}; ->parent; get_anon_vma(root)",
-                writes(f"{anon_vma.name}.root", f"{pvma.anon_vma.root.name}.refcount"))
+    await point(fn, "FK4 avc = anon_vma_chain_alloc(GFP_KERNEL)")  # may sleep: allocation
+    # The root anon_vma's rwsem is the lock actually used when we
+    # lock any of the anon_vmas in this anon_vma tree.
+    await point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}",
+                writes(f"{anon_vma.name}.root") + reads(f"{pvma.name}.anon_vma", f"{pvma.anon_vma.name}.root"))
     anon_vma.root = pvma.anon_vma.root
+    await point(fn, f"FK5 {anon_vma!r}->parent = {pvma.anon_vma!r}", writes(f"{anon_vma.name}.parent"))
     anon_vma.parent = pvma.anon_vma
+    # With refcounts, an anon_vma can stay around longer than the process it
+    # belongs to. The root anon_vma needs to be pinned until this anon_vma is
+    # freed, because the lock lives in the root.
+    await point(fn, f"FK5 get_anon_vma({anon_vma.root!r})", anon_vma.root.fp_refcount)
     get_anon_vma(anon_vma.root)
     await point(fn, f"FK6 vma->anon_vma = {anon_vma!r}", writes(f"{vma.name}.anon_vma"))
     vma.anon_vma = anon_vma
