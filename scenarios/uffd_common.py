@@ -22,7 +22,7 @@ from fuzzrmap.kernel.rmap import AnonVma, anon_vma_chain_link
 from fuzzrmap.kernel.generations import G0, G1
 from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK
 from fuzzrmap.kernel.task import Kernel
-from fuzzrmap.kernel.userfaultfd import move_pages
+from fuzzrmap.kernel.userfaultfd import UserfaultfdCtx, move_pages
 from fuzzrmap.scenario import CLEAN, FAILS, Variant, World
 
 S_ADDR = 0x10000
@@ -54,6 +54,7 @@ def build(k: Kernel) -> UffdWorld:
     mm = MM("mm")
     src = VMA("S", mm, S_ADDR, pages=1, vm_pgoff=0x10)
     dst = VMA("D", mm, D_ADDR, pages=1, vm_pgoff=0x40)
+    dst.vm_userfaultfd_ctx = UserfaultfdCtx(mm)
     as_ = new_root_anon_vma(k, src)
     new_root_anon_vma(k, dst)
     folio = Folio("F", mapping=as_, index=linear_page_index(src, S_ADDR))
@@ -72,7 +73,7 @@ def build(k: Kernel) -> UffdWorld:
 def threads(w: UffdWorld, reader: Callable[[], Coroutine], fork: bool) -> World:
     """The reader, the mover, munmap of S and, with ``fork``, a fork that re-uses freed slots."""
     async def mover():
-        await move_pages(w.mm, w.dst, w.src, D_ADDR, S_ADDR, PAGE_SIZE)
+        await move_pages(w.dst.vm_userfaultfd_ctx, D_ADDR, S_ADDR, PAGE_SIZE)
 
     async def munmap():
         await do_munmap(w.mm, w.src)

@@ -8,6 +8,10 @@ retries and returns the destination anon_vma instead.
 from fuzzrmap import scenario as registry
 from fuzzrmap.kernel.memory import MM, VMA, Folio, folio_mapped, set_pte_at, zap_pte_range
 from fuzzrmap.kernel.rmap import RmapWalkControl, anon_vma_alloc, anon_vma_chain_link, put_anon_vma, rmap_walk_anon
+from fuzzrmap.kernel.mmap import do_munmap, vma_lookup
+from fuzzrmap.kernel.memory import PAGE_SIZE
+from fuzzrmap.kernel.userfaultfd import MOVE_V6_8, move_pages
+from fuzzrmap.scenarios.uffd_common import D_ADDR, S_ADDR
 from fuzzrmap.sched.api import point
 
 from helpers import run_plan, run_threads
@@ -210,3 +214,103 @@ def test_rmap_walk_reads_the_interval_tree_node_by_node():
     execution, _ = run_threads([walker, linker], legs=legs)
     assert execution.failure is None, execution.failure
     assert visited == ["V1", "V2"]
+
+
+def _uffd_world(k, into):
+    from fuzzrmap.scenarios import uffd_common
+
+    into["w"] = uffd_common.build(k)
+    return into["w"]
+
+
+def test_munmap_downgrades_mmap_lock_so_a_same_mm_reader_overlaps_the_teardown():
+    # vms_complete_munmap_vmas() (v6.11+; do_vmi_align_munmap() before):
+    # mmap_write_downgrade() before unmap_region().
+    world, seen = {}, {}
+
+    def munmap(k):
+        w = _uffd_world(k, world)
+
+        async def body():
+            await do_munmap(w.mm, w.src)
+        return body()
+
+    def fault(k):
+        async def body():
+            w = world["w"]
+            await w.mm.mmap_lock.down_read("t1", "mmap_read_lock(mm)")
+            await point("t1", "look at S")
+            seen["S still mapped"] = bool(w.src.ptes)
+            seen["S found"] = vma_lookup(w.mm, S_ADDR) is not None
+            await point("t1", "mmap_read_unlock(mm)")
+            w.mm.mmap_lock.up_read()
+        return body()
+
+    execution, _ = run_threads([munmap, fault], legs=[("t0", "Z1"), ("t1", None), ("t0", None)])
+    assert execution.failure is None, execution.failure
+    assert seen == {"S still mapped": True, "S found": False}
+
+
+def _mover_vs_munmap(hunks):
+    world, seen = {}, {}
+
+    def mover(k):
+        w = _uffd_world(k, world)
+
+        async def body():
+            await move_pages(w.dst.vm_userfaultfd_ctx, D_ADDR, S_ADDR, PAGE_SIZE)
+        return body()
+
+    def munmap(k):
+        async def body():
+            w = world["w"]
+            await do_munmap(w.mm, w.src)
+        return body()
+
+    def observer(k):
+        async def body():
+            await point("t2", "who holds mmap_lock")
+            seen["munmap holds mmap_lock"] = world["w"].mm.mmap_lock.writer is not None
+        return body()
+
+    execution, _ = run_threads([mover, munmap, observer], hunks=hunks,
+                               legs=[("t0", "M7a"), ("t1", None), ("t2", None), ("t0", None), ("t1", None)])
+    return execution, seen, world["w"]
+
+
+def test_uffdio_move_holds_per_vma_locks_so_munmap_waits_at_vma_start_write():
+    # v6.10+ uffd_move_lock(): munmap of S takes mmap_lock while the move runs
+    # and waits for the mover's read lock on S in vma_start_write().
+    execution, seen, w = _mover_vs_munmap(hunks=[])
+    assert execution.failure is None, execution.failure
+    assert seen == {"munmap holds mmap_lock": True}
+    waits = [s.label for s in execution.steps if execution.roles[s.task] == "t1"]
+    assert "vma_start_write(S): down_write(vm_lock) [wakes holding it]" in waits
+    assert w.folio.mapping is w.dst.anon_vma, "the move completed before S was torn down"
+
+
+def test_uffdio_move_v6_8_holds_mmap_lock_for_the_whole_move():
+    execution, seen, w = _mover_vs_munmap(hunks=[MOVE_V6_8])
+    assert execution.failure is None, execution.failure
+    assert seen == {"munmap holds mmap_lock": False}
+    assert w.folio.mapping is w.dst.anon_vma
+
+
+def test_uffdio_move_trylocks_the_folio_under_the_src_ptl_since_v6_14():
+    def labels_of(hunks):
+        world = {}
+
+        def mover(k):
+            w = _uffd_world(k, world)
+
+            async def body():
+                await move_pages(w.dst.vm_userfaultfd_ctx, D_ADDR, S_ADDR, PAGE_SIZE)
+            return body()
+
+        execution, _ = run_threads([mover], hunks=hunks)
+        assert execution.failure is None, execution.failure
+        return [s.label for s in execution.steps]
+
+    new, old = labels_of([]), labels_of([MOVE_V6_8])
+    assert new.index("M4 locked = folio_trylock(folio)") < new.index("M4 folio_get(folio); spin_unlock(src_ptl)")
+    assert old.index("M4 folio_get(folio); spin_unlock(src_ptl)") < old.index("M4 folio_trylock(src_folio)")

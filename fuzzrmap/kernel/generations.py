@@ -9,6 +9,22 @@ switch.  A scenario's variants are generations plus or minus hunks.
   ``folio->mapping`` recheck.  Run against the UFFDIO_MOVE mover it is the
   pre-patch reader the seed patch fixes.
 * **G1** (v6.8 to v6.18): the seed patch, both rechecks.
+
+G1 spans two shapes of UFFDIO_MOVE.  The model's code is the v6.14+ one
+(per-VMA locks through ``uffd_move_lock()``, ``map_changing_lock``, the folio
+trylocked under the source PTL before ``folio_get()``), so G1 as declared is
+v6.14..v6.18; ``G1 + userfaultfd.move_v6_8`` is v6.8..v6.9 (``mmap_read_lock()``
+for the whole move).  The two differ in what a same-mm munmap or fork can do
+while a move runs (with per-VMA locks it takes ``mmap_lock`` and waits for the
+VMAs the mover holds), which can change a verdict once scenarios race such
+operations; on the three UFFDIO_MOVE scenarios they give the same verdicts.
+v6.10..v6.13 (per-VMA locks, folio_get() before the trylock) differ from the
+v6.14+ code only in that order, which no modelled thread can observe (nobody
+else takes the folio lock in G1).
+
+Kernel-config hunks (``slab.CONFIG_SLUB_RCU_DEBUG``) belong to no generation:
+a variant adds them.  ``userfaultfd.no_anon_vma_lock`` is the mover's half of
+the 2025 rework (G2).
 """
 
 from fuzzrmap.hunks import Generation

@@ -79,7 +79,22 @@ class MM:
     def __init__(self, name: str) -> None:
         self.name = name
         self.mmap_lock = RWSem(f"{name}.mmap_lock")
+        #: every VMA not yet freed (remove_vma()), detached ones included (the checker's view)
         self.vmas: List["VMA"] = []
+        #: the maple tree ``mm->mm_mt``: the VMAs a lookup finds
+        self.mm_mt: List["VMA"] = []
+        #: ``mm->mm_lock_seq``: bumped when mmap_lock stops being write-held (vma_end_write_all())
+        self.mm_lock_seq = 0
+
+    @property
+    def mt_resource(self) -> str:
+        """Footprint name of the maple tree."""
+        return f"{self.name}.mm_mt"
+
+    @property
+    def seq_resource(self) -> str:
+        """Footprint name of ``mm_lock_seq`` (part of the per-VMA locks)."""
+        return f"{self.name}.mm_lock_seq"
 
     def __repr__(self) -> str:
         return self.name
@@ -98,7 +113,14 @@ class VMA:
         self.ptes: Dict[int, Optional[Folio]] = {}
         self.young: Dict[int, bool] = {}
         self.ptl = spinlock(f"{name}.ptl")
+        #: per-VMA lock (CONFIG_PER_VMA_LOCK, v6.4..v6.14 shape: an rwsem and a sequence number)
+        self.vm_lock = RWSem(f"{name}.vm_lock")
+        self.vm_lock_seq = -1
+        self.detached = False
+        #: ``vma->vm_userfaultfd_ctx.ctx``
+        self.vm_userfaultfd_ctx = None
         mm.vmas.append(self)
+        mm.mm_mt.append(self)
 
     def __repr__(self) -> str:
         return self.name
