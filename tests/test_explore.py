@@ -80,6 +80,7 @@ def test_the_residual_slow_path_window_is_an_unbalanced_unlock():
     labels = [s.label for s in result.failure.steps]
     assert any(label.startswith("FK5") for label in labels)
     assert labels[failure.step].startswith("S6 anon_vma_unlock_read")
+    assert labels[failure.step].endswith("up_read(anon_vma#3->rwsem)"), "the label names the rwsem released"
     # the run goes on: the read hold S5 took on the re-used slot leaks into the retry
     assert result.failure.consequences[0].invariant == "I1a"
 

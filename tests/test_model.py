@@ -7,7 +7,10 @@ retries and returns the destination anon_vma instead.
 
 from fuzzrmap import scenario as registry
 from fuzzrmap.kernel.memory import MM, VMA, Folio, folio_mapped, set_pte_at, zap_pte_range
-from fuzzrmap.kernel.rmap import RmapWalkControl, anon_vma_alloc, anon_vma_chain_link, put_anon_vma, rmap_walk_anon
+from fuzzrmap.kernel.rmap import (
+    RmapWalkControl, anon_vma_alloc, anon_vma_chain_link, anon_vma_lock_read, anon_vma_unlock_read, put_anon_vma,
+    rmap_walk_anon,
+)
 from fuzzrmap.kernel.mmap import do_munmap, vma_lookup
 from fuzzrmap.kernel.memory import PAGE_SIZE
 from fuzzrmap.kernel.userfaultfd import MOVE_V6_8, move_pages
@@ -314,3 +317,31 @@ def test_uffdio_move_trylocks_the_folio_under_the_src_ptl_since_v6_14():
     new, old = labels_of([]), labels_of([MOVE_V6_8])
     assert new.index("M4 locked = folio_trylock(folio)") < new.index("M4 folio_get(folio); spin_unlock(src_ptl)")
     assert old.index("M4 folio_get(folio); spin_unlock(src_ptl)") < old.index("M4 folio_trylock(src_folio)")
+
+
+def test_a_step_label_names_what_the_step_acted_on_when_it_ran():
+    # anon_vma_unlock_read() reads anon_vma->root when it runs; the root changed
+    # while the thread was parked, and the label says which rwsem it released.
+    objs = {}
+
+    def unlocker(k):
+        for name in ("r1", "r2", "av"):
+            objs[name] = k.anon_vma_cachep.kmem_cache_alloc()
+            objs[name].refcount.atomic_set(1)
+        objs["av"].root = objs["r1"]
+
+        async def body():
+            await anon_vma_lock_read(objs["av"], "t0", "lock")
+            await anon_vma_unlock_read(objs["av"], "t0", "unlock")
+        return body()
+
+    def rerooter(k):
+        async def body():
+            await point("t1", "anon_vma->root = r2")
+            objs["av"].root = objs["r2"]
+        return body()
+
+    execution, _ = run_threads([unlocker, rerooter], legs=[("t0", "unlock"), ("t1", None), ("t0", None)])
+    unlock = [s.label for s in execution.steps if s.label.startswith("unlock")]
+    assert unlock == ["unlock(anon_vma#3): up_read(anon_vma#2->rwsem)"]
+    assert execution.failure.invariant == "I7" and "up_read(anon_vma#2.rwsem)" in execution.failure.message

@@ -114,7 +114,7 @@ def get_anon_vma(anon_vma: AnonVma) -> None:
 
 async def put_anon_vma(anon_vma: AnonVma, func: str, label: str) -> None:
     """``put_anon_vma()`` (P1), then ``__put_anon_vma()`` on the last reference."""
-    await point(func, f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
+    await point(func, lambda: f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
     check.anon_vma_access(anon_vma, "put_anon_vma")
     if anon_vma.refcount.atomic_dec_and_test():
         await __put_anon_vma(anon_vma)
@@ -135,12 +135,12 @@ async def __put_anon_vma(anon_vma: AnonVma) -> None:
 async def anon_vma_free(anon_vma: AnonVma) -> None:
     """The free "dance": synchronise with a reader that already owns the root rwsem."""
     fn = "anon_vma_free"
-    await point(fn, f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.fp_root)
+    await point(fn, lambda: f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, "anon_vma_free")
     if _root(anon_vma).rwsem.is_locked():
         await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
         await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
-    await point(fn, f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
+    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
     k = current().kernel
     check.anon_vma_freed(anon_vma, k.rcu.tasks)
     k.anon_vma_cachep.kmem_cache_free(anon_vma)
@@ -166,7 +166,8 @@ def anon_vma_trylock_write(anon_vma: AnonVma) -> bool:
 
 
 async def anon_vma_unlock_write(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
+    # the root is read when the step runs: so is the label
+    await point(func, lambda: f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
     _root(anon_vma).rwsem.up_write()
 
@@ -178,7 +179,8 @@ async def anon_vma_lock_read(anon_vma: AnonVma, func: str, label: str) -> None:
 
 
 async def anon_vma_unlock_read(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
+    # the root is read when the step runs: so is the label
+    await point(func, lambda: f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
     t = current()
     t.anon_vma_locked[:] = [(a, s) for a, s in t.anon_vma_locked if a is not anon_vma]
@@ -202,7 +204,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
         return await _out(fn, anon_vma)
 
     anon_vma = anon_mapping
-    await point(fn, f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+    await point(fn, lambda: f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
     check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
     if not anon_vma.refcount.atomic_inc_not_zero():
         return await _out(fn, None)
@@ -248,10 +250,10 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         anon_vma = anon_mapping
-        await point(fn, f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
+        await point(fn, lambda: f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
         check.anon_vma_access(anon_vma, "L3 READ_ONCE(anon_vma->root)", idiom=True)
         root_anon_vma = anon_vma.root
-        await point(fn, f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+        await point(fn, lambda: f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
         check.anon_vma_access(root_anon_vma, "L4 down_read_trylock", idiom=True)
         if root_anon_vma.rwsem.down_read_trylock():
             if FAST_RECHECK.on:
@@ -259,7 +261,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 # might not hold the folio lock here.
                 await point(fn, "L5 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
                 if folio.mapping is not anon_mapping:
-                    await point(fn, f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
+                    await point(fn, lambda: f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
                                 root_anon_vma.rwsem._fp)
                     check.anon_vma_access(root_anon_vma, "L5 up_read", idiom=True)
                     root_anon_vma.rwsem.up_read()
@@ -269,7 +271,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             # anon_vma, and holding the mutex ensures that it will not go away.
             await point(fn, "L6 folio_mapped(folio)", reads("folio.mapcount"))
             if not folio_mapped(folio):
-                await point(fn, f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+                await point(fn, lambda: f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
                 check.anon_vma_access(root_anon_vma, "L6 up_read", idiom=True)
                 root_anon_vma.rwsem.up_read()
                 anon_vma = None
@@ -284,7 +286,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         # trylock failed, we got to sleep
-        await point(fn, f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
         check.anon_vma_access(anon_vma, "S2 atomic_inc_not_zero", idiom=True)
         if not anon_vma.refcount.atomic_inc_not_zero():
             anon_vma = None
@@ -313,7 +315,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 anon_vma = None
                 continue
 
-        await point(fn, f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
         check.anon_vma_access(anon_vma, "S7 atomic_dec_and_test")
         if anon_vma.refcount.atomic_dec_and_test():
             # Oops, we held the last refcount, release the lock and bail --

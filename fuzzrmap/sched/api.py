@@ -30,7 +30,7 @@ that receives a foreign object raises :class:`ModelError`.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 Footprint = Tuple[Tuple[str, bool], ...]
 
@@ -39,22 +39,37 @@ class ModelError(RuntimeError):
     """The model broke the scheduler's contract (not a kernel bug)."""
 
 
-class Op:
-    """A yield point: the step a parked thread will perform when chosen."""
+Label = Union[str, Callable[[], str]]
 
-    __slots__ = ("func", "label", "footprint", "ready")
+
+class Op:
+    """A yield point: the step a parked thread will perform when chosen.
+
+    A label that names what the step will act on (an anon_vma's current root,
+    a slot's generation) is given as a callable: it is formatted when the
+    label is read, and the scheduler reads it when it chooses the step - right
+    before the step runs, after whatever other threads did meanwhile - so the
+    recorded label says what the step did.
+    """
+
+    __slots__ = ("func", "_label", "footprint", "ready")
 
     def __init__(
         self,
         func: str,
-        label: str,
+        label: Label,
         footprint: Footprint,
         ready: Optional[Callable[[], bool]],
     ) -> None:
         self.func = func
-        self.label = label
+        self._label = label
         self.footprint = footprint
         self.ready = ready
+
+    @property
+    def label(self) -> str:
+        label = self._label
+        return label if isinstance(label, str) else label()
 
     def __await__(self):
         yield self
@@ -63,13 +78,13 @@ class Op:
         return f"Op({self.func}: {self.label})"
 
 
-def point(func: str, label: str, footprint: Footprint = ()) -> Op:
+def point(func: str, label: Label, footprint: Footprint = ()) -> Op:
     """A preemption point before step ``label`` of kernel function ``func``."""
     return Op(func, label, footprint, None)
 
 
 def wait_until(
-    func: str, label: str, ready: Callable[[], bool], footprint: Footprint = ()
+    func: str, label: Label, ready: Callable[[], bool], footprint: Footprint = ()
 ) -> Op:
     """Block until ``ready()`` is true; the scheduler re-evaluates it at each decision."""
     return Op(func, label, footprint, ready)
