@@ -772,6 +772,7 @@ def cmd_replay(args) -> int:
             "steps": [{"step": i, "thread": execution.roles[s.task], "func": s.func, "label": s.label}
                       for i, s in enumerate(execution.steps)],
             "failure": execution.failure.to_json() if execution.failure else None,
+            "consequences": [c.to_json() for c in execution.consequences],
             "events": [e.to_json() for e in execution.events],
             "reproduced": reproduced,
         }, indent=1))

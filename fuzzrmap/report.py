@@ -192,6 +192,7 @@ def verdict(execution: Execution, race: Optional[Tuple[int, int]] = None, width:
     lines = []
     if execution.failure is not None:
         lines.append(f"FAILED {execution.failure.headline()}")
+        lines += [f"  then {c.headline()}" for c in execution.consequences]
     else:
         lines.append("no invariant broken")
     if preemptions is not None:

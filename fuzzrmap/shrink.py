@@ -268,7 +268,9 @@ def racing_pair(scenario: Scenario, variant: Variant, execution: Execution) -> O
     return None
 
 
-_SYNC_SUFFIXES = (".rwsem", ".mmap_lock", ".ptl", ".lock", ".refcount", "._refcount")
+_SYNC_SUFFIXES = (".rwsem", ".mmap_lock", ".ptl", ".lock", ".refcount", "._refcount",
+                  ".vm_lock", ".vm_lock_seq", ".mm_lock_seq", ".map_changing_lock",
+                  ".mm_mt", ".detached")  # VMA lookup and locking: the mm's protocol, not rmap data
 _SYNC_PREFIXES = ("rcu:", "exit:", "slot#")
 
 

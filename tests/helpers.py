@@ -71,10 +71,20 @@ def _kernel() -> Kernel:
     return Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
 
 
-def run_threads(bodies: List, order: Sequence[int] = (), max_steps: int = 1000):
-    """Run ``bodies`` (callables taking the kernel) as threads t0, t1, ...; returns (execution, kernel)."""
+def run_threads(bodies: List, order: Sequence[int] = (), max_steps: int = 1000,
+                legs: Optional[Sequence[Tuple[str, Optional[str]]]] = None, hunks: Sequence = ()):
+    """Run ``bodies`` (callables taking the kernel) as threads t0, t1, ...; returns (execution, kernel).
+
+    The schedule follows ``order`` (task ids), or ``legs`` as :class:`Plan` reads
+    them (roles ``t0``, ``t1``...); ``hunks`` are the hunks the schedule runs with.
+    """
     kernel = _kernel()
-    sched = Scheduler(Scripted(order), max_steps)
+    roles = [f"t{i}" for i in range(len(bodies))]
+    strategy = Plan(roles, legs) if legs is not None else Scripted(order)
+    sched = Scheduler(strategy, max_steps)
+    sched.hunks = frozenset(h.name for h in hunks)
+    if legs is not None:
+        strategy.sched = sched
     for i, body in enumerate(bodies):
         task = sched.spawn(f"t{i}", body(kernel))
         task.state = TaskStruct(f"t{i}", kernel)

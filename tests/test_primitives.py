@@ -4,7 +4,7 @@ from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock, synchronize_rcu
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rmap import AnonVma
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.kernel.slab import Slab, SlotState
+from fuzzrmap.kernel.slab import SLUB_RCU_DEBUG, Slab, SlotState
 from fuzzrmap.sched.api import point
 
 from helpers import run_threads
@@ -50,42 +50,126 @@ def test_writer_preference_queued_writer_blocks_new_readers_and_trylocks():
     assert labels.index("w down_write [wakes holding it]") < labels.index("r2 down_read [wakes holding it]")
 
 
-def test_fifo_handoff_grants_the_run_of_readers_at_the_front():
+def _reader(sem, name, log):
+    def make(k):
+        async def body():
+            await sem.down_read(name, f"{name} down_read")
+            log.append(name)
+            await point(name, f"{name} up_read")
+            sem.up_read()
+        return body()
+    return make
+
+
+def _writer(sem, name, log):
+    def make(k):
+        async def body():
+            await sem.down_write(name, f"{name} down_write")
+            log.append(name)
+            await point(name, f"{name} up_write")
+            sem.up_write()
+        return body()
+    return make
+
+
+def test_wakeup_grants_every_queued_reader_even_behind_a_writer():
+    # rwsem_mark_wake(): phase-fair, all queued readers are granted, writers skipped.
     sem = RWSem("sem")
-    holders = []
+    log, granted = [], []
 
     def writer(k):
         async def body():
-            await sem.down_write("t", "w")
-            await point("t", "w up")
+            await sem.down_write("w", "w down_write")
+            await point("w", "w up_write")
             sem.up_write()
-            holders.append(len(sem.readers))
+            granted.append(sorted(t.comm for t in sem.holders))
         return body()
 
-    def reader(k):
-        async def body():
-            await sem.down_read("t", "r")
-            await point("t", "r up")
-            sem.up_read()
-        return body()
-
-    execution, _ = run_threads([writer, reader, reader], order=[0, 1, 2, 0, 0])
-    assert execution.failure is None
-    # both queued readers were granted together when the writer released
-    assert holders == [2]
+    legs = [("t0", "w up_write"), ("t1", "r1 down_read [wakes"), ("t2", "w2 down_write [wakes"),
+            ("t3", "r3 down_read [wakes"), ("t0", None)]
+    execution, _ = run_threads([writer, _reader(sem, "r1", log), _writer(sem, "w2", log), _reader(sem, "r3", log)],
+                               legs=legs)
+    assert execution.failure is None, execution.failure
+    assert granted == [["t1", "t3"]], "both queued readers hold it, the writer between them still waits"
 
 
-def test_up_read_of_an_unheld_rwsem_is_I7():
+def test_reader_steals_the_lock_before_a_woken_writer_runs():
+    # rwsem_down_read_slowpath(): "Reader optimistic lock stealing" - the lock is
+    # free but a writer is queued (woken, not yet run): a new reader takes it.
     sem = RWSem("sem")
+    log = []
+    legs = [("t0", "r0 up_read"), ("t1", "w1 down_write [wakes"), ("t0", None), ("t2", None), ("t1", None)]
+    execution, _ = run_threads([_reader(sem, "r0", log), _writer(sem, "w1", log), _reader(sem, "r2", log)],
+                               legs=legs)
+    assert execution.failure is None, execution.failure
+    assert log == ["r0", "r2", "w1"]
+    assert not any("[rwsem_down_read_slowpath: queue]" in s.label for s in execution.steps), "r2 did not queue"
+
+
+def test_writer_steals_from_a_queued_writer_and_wakeup_does_not_hand_it_over():
+    sem = RWSem("sem")
+    log = []
+    legs = [("t0", "w0 up_write"), ("t1", "w1 down_write [wakes"), ("t0", None), ("t2", None), ("t1", None)]
+    execution, _ = run_threads([_writer(sem, "w0", log), _writer(sem, "w1", log), _writer(sem, "w2", log)],
+                               legs=legs)
+    assert execution.failure is None, execution.failure
+    assert log == ["w0", "w2", "w1"], "w2 spun and took the lock the queued w1 had been woken for"
+
+
+def test_a_reader_in_transit_fails_write_trylocks_and_counts_as_locked():
+    # down_read() adds its bias before it looks: until its slow path queues or
+    # takes the lock, the count is not zero.
+    sem = RWSem("sem")
+    seen = {}
+
+    def writer(k):
+        async def body():
+            await sem.down_write("w", "w down_write")
+            await point("w", "w up_write")
+            sem.up_write()
+            seen["trylock"] = sem.down_write_trylock()
+            seen["is_locked"] = sem.is_locked()
+        return body()
+
+    legs = [("t0", "w up_write"), ("t1", "r down_read [rwsem_down_read_slowpath"), ("t0", None), ("t1", None)]
+    execution, _ = run_threads([writer, _reader(sem, "r", [])], legs=legs)
+    assert execution.failure is None, execution.failure
+    assert seen == {"trylock": False, "is_locked": True}
+
+
+def test_up_read_by_a_non_holder_runs_on_and_the_next_writer_waits_for_ever():
+    sem = RWSem("sem")
+    log = []
 
     def bad(k):
         async def body():
-            await point("t", "up_read without down")
+            await point("bad", "up_read without down")
             sem.up_read()
         return body()
 
-    execution, _ = run_threads([bad])
-    assert execution.failure.invariant == "I7"
+    execution, _ = run_threads([bad, _writer(sem, "w", log)], order=[0, 1, 1])
+    assert execution.failure.invariant == "I7" and execution.failure.task == "t0"
+    assert [c.invariant for c in execution.consequences] == ["I8"], execution.consequences
+    assert "w down_write [wakes holding it]" in execution.consequences[0].message
+    assert log == []
+
+
+def test_up_read_that_takes_another_readers_hold_lets_a_writer_in_beside_it():
+    sem = RWSem("sem")
+    log = []
+
+    def bad(k):
+        async def body():
+            await point("bad", "up_read without down")
+            sem.up_read()
+        return body()
+
+    legs = [("t0", "r up_read"), ("t1", None), ("t2", None)]
+    execution, _ = run_threads([_reader(sem, "r", log), bad, _writer(sem, "w", log)], legs=legs)
+    assert execution.failure.invariant == "I7" and execution.failure.task == "t1"
+    assert execution.consequences[0].invariant == "I7x"
+    assert "for write while t0 holds it for read" in execution.consequences[0].message
+    assert log == ["r", "w"]
 
 
 def test_sleeping_inside_rcu_is_I8():
@@ -186,6 +270,29 @@ def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period(
     assert c.slab_state is SlotState.GONE
     assert slab.kmem_cache_alloc() is not c, "a released slot is never reused"
     assert b.slab_state is SlotState.LIVE
+
+
+def test_slub_rcu_debug_reuses_a_freed_slot_only_after_a_grace_period():
+    slab = Slab("anon_vma", AnonVma)
+    a = slab.kmem_cache_alloc()
+    a.refcount.atomic_set(0)
+    got = {}
+
+    def freer(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(a)
+            got["at once"] = slab.kmem_cache_alloc()
+            await point("t", "grace period")
+            slab.release_pages(slab.unreclaimed())
+            got["gone"] = a.slab_state
+            got["after"] = slab.kmem_cache_alloc()
+        return body()
+
+    run_threads([freer], hunks=[SLUB_RCU_DEBUG])
+    assert got["at once"] is not a, "the free waits for a grace period before the slot can be reused"
+    assert got["gone"] is SlotState.GONE, "KASAN poisons it when the grace period ends"
+    assert got["after"] is a and a.gen == 2 and a.slab_state is SlotState.LIVE
 
 
 def test_inc_not_zero_cannot_resurrect_and_double_put_is_I6():

@@ -8,6 +8,11 @@ a final sweep when every thread has returned.  A broken invariant raises
 (SAFETY or ACCURACY, as the spec's section 3 assigns them), the task, the step
 and the values involved.
 
+Where the kernel itself would carry on (an ``up_read()`` of a lock the task
+does not hold changes the count and returns), the check calls :func:`report`
+instead: the first broken invariant is the schedule's failure and the run goes
+on, so what follows from it is reported too, as consequences.
+
 Accuracy misses of unlocked rmap walkers (I10c) exist in the fixed kernel too
 (spec section 4.4): they are recorded as events and never fail a schedule.
 """
@@ -18,7 +23,7 @@ from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.scheduler import Violation
 from fuzzrmap.sched.trace import ACCURACY, SAFETY, Failure
 
-__all__ = ["ACCURACY", "SAFETY", "violation", "event"]
+__all__ = ["ACCURACY", "SAFETY", "violation", "report", "event"]
 
 
 def _failure(invariant: str, kind: str, message: str) -> Failure:
@@ -32,6 +37,12 @@ def violation(invariant: str, kind: str, message: str) -> Violation:
     """Build the exception that fails the schedule; the caller raises it (in a thread,
     or in an end-of-schedule check, where the failure names the task ``(end)``)."""
     return Violation(_failure(invariant, kind, message))
+
+
+def report(invariant: str, kind: str, message: str) -> None:
+    """Report a broken invariant and let the schedule run on, so that its
+    consequences (a hang, a lost exclusion) are reported after it."""
+    RUNNING.sched.note(_failure(invariant, kind, message))
 
 
 def event(invariant: str, message: str) -> None:

@@ -48,7 +48,7 @@ from fuzzrmap.kernel.mmap import do_munmap, dup_mmap
 from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs, page_idle_get_folio, page_idle_put_folio
 from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK, AnonVma, anon_vma_chain_link, folio_referenced
 from fuzzrmap.kernel.task import Kernel, current
-from fuzzrmap.kernel.userfaultfd import move_pages
+from fuzzrmap.kernel.userfaultfd import UserfaultfdCtx, move_pages
 from fuzzrmap.scenario import UNKNOWN, Variant
 from fuzzrmap.sched.api import RUNNING, point, reads, touch, wait_until, writes
 
@@ -101,6 +101,8 @@ def build(k: Kernel) -> UffdWorld:
     mm = MM("mm")
     src = VMA("S", mm, S_ADDR, pages=1, vm_pgoff=0x10)
     dst = VMA("D", mm, D_ADDR, pages=1, vm_pgoff=0x40)
+    # one userfaultfd registered over both VMAs, so a move may go either way
+    src.vm_userfaultfd_ctx = dst.vm_userfaultfd_ctx = UserfaultfdCtx(mm)
     as_ = new_root_anon_vma(k, src)
     new_root_anon_vma(k, dst)
     folio = Folio("F", mapping=as_, index=linear_page_index(src, S_ADDR))
@@ -200,7 +202,7 @@ async def uffd_move(w: UffdWorld, src: str) -> None:
     """UFFDIO_MOVE of the page at the start of ``src`` to the start of the other VMA."""
     src_vma = w.vma(src)
     dst_vma = w.dst if src_vma is w.src else w.src
-    await _operation(w, move_pages(w.mm, dst_vma, src_vma, dst_vma.vm_start, src_vma.vm_start, PAGE_SIZE))
+    await _operation(w, move_pages(dst_vma.vm_userfaultfd_ctx, dst_vma.vm_start, src_vma.vm_start, PAGE_SIZE))
 
 
 async def cow_reuse(w: UffdWorld) -> None:

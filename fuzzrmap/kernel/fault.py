@@ -33,17 +33,17 @@ from fuzzrmap.kernel.rmap import (
     folio_move_anon_rmap, folio_test_ksm, put_anon_vma,
 )
 from fuzzrmap.kernel.task import sleeping
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import TRACKED, point, reads, writes
 
 VM_FAULT_OOM = "oom"
 
 
 async def __anon_vma_prepare(vma: VMA) -> None:
     fn = "__anon_vma_prepare"
-    await sleeping(point(fn, "avc = anon_vma_chain_alloc(GFP_KERNEL); find_mergeable_anon_vma(vma): none"))
-    await sleeping(point(fn, "anon_vma = anon_vma_alloc(); anon_vma->num_children++ (self-parent link)",
-                         writes("slab")))
-    anon_vma = anon_vma_alloc()
+    await sleeping(point(fn, "avc = anon_vma_chain_alloc(GFP_KERNEL); find_mergeable_anon_vma(vma): none",
+                         TRACKED))
+    anon_vma = await anon_vma_alloc(fn)
+    await point(fn, f"{anon_vma!r}->num_children++ (self-parent link)", writes(f"{anon_vma.name}.num_children"))
     anon_vma.num_children += 1
     allocated = anon_vma
     await anon_vma_lock_write(anon_vma, fn, "anon_vma_lock_write")
@@ -145,9 +145,9 @@ async def wp_page_copy(vma: VMA, addr: int, old: Folio, name: str, folios: List[
 async def handle_write_fault(mm: MM, vma: VMA, addr: int, copy_name: str, folios: List[Folio]) -> str:
     fn = "handle_mm_fault"
     await mm.mmap_lock.down_read(fn, "mmap_read_lock(mm)")
-    await point(fn, f"find_vma({vma.name})", reads(mm.vmas_resource))
+    await point(fn, f"find_vma({vma.name})", reads(mm.mt_resource))
     result = "none"
-    if vma in mm.vmas:
+    if vma in mm.mm_mt:
         result = await do_wp_page(vma, addr, copy_name, folios)
     await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
     mm.mmap_lock.up_read()
@@ -157,8 +157,8 @@ async def handle_write_fault(mm: MM, vma: VMA, addr: int, copy_name: str, folios
 async def handle_first_fault(mm: MM, vma: VMA, addr: int, name: str, folios: List[Folio]) -> None:
     fn = "handle_mm_fault"
     await mm.mmap_lock.down_read(fn, "mmap_read_lock(mm)")
-    await point(fn, f"find_vma({vma.name})", reads(mm.vmas_resource))
-    if vma in mm.vmas:
+    await point(fn, f"find_vma({vma.name})", reads(mm.mt_resource))
+    if vma in mm.mm_mt:
         await do_anonymous_page(vma, addr, name, folios)
     await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
     mm.mmap_lock.up_read()
@@ -168,7 +168,7 @@ async def do_mmap_anon(mm: MM, name: str, start: int, pgoff: int) -> VMA:
     """``mmap(start, PAGE_SIZE, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS)``: no anon_vma yet."""
     fn = "do_mmap"
     await mm.mmap_lock.down_write(fn, "mmap_write_lock(mm)")
-    await point(fn, f"mmap_region: vma_link({name})", writes(mm.vmas_resource))
+    await point(fn, f"mmap_region: vma_link({name})", writes(mm.mt_resource, mm.vmas_resource))
     vma = VMA(name, mm, start, pages=1, vm_pgoff=pgoff)
     await point(fn, "mmap_write_unlock(mm)", mm.mmap_lock._fp)
     mm.mmap_lock.up_write()

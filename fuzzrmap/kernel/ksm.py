@@ -108,7 +108,7 @@ async def ksm_merge(mm: MM, vma: VMA, addr: int, folio: Folio) -> int:
     await point(fn, f"follow_page({vma.name}:{addr:#x}): folio_get unless already KSM",
                 reads(vma.pt_resource, "folio.mapping") + writes(folio._refcount.name))
     # a page already in the stable tree is not merged again
-    mapped = vma in mm.vmas and vma.ptes.get(addr) is folio and not folio_test_ksm(folio)
+    mapped = vma in mm.mm_mt and vma.ptes.get(addr) is folio and not folio_test_ksm(folio)
     if mapped:
         folio_get(folio)
     vma.ptl.unlock()
@@ -120,9 +120,9 @@ async def ksm_merge(mm: MM, vma: VMA, addr: int, folio: Folio) -> int:
     item = KsmRmapItem(mm, addr)
     # try_to_merge_with_ksm_page(rmap_item, page, NULL)
     await mm.mmap_lock.down_read("try_to_merge_with_ksm_page", "mmap_read_lock(mm)")
-    await point("try_to_merge_with_ksm_page", f"find_mergeable_vma({vma.name})", reads(mm.vmas_resource))
+    await point("try_to_merge_with_ksm_page", f"find_mergeable_vma({vma.name})", reads(mm.mt_resource))
     err = EFAULT
-    if vma in mm.vmas:
+    if vma in mm.mm_mt:
         err = await try_to_merge_one_page(vma, folio, addr)
         if err == 0:
             # Must get reference to anon_vma while still holding mmap_lock

@@ -42,8 +42,8 @@ async def madvise_dontneed(mm: MM, vma: VMA) -> int:
     """``madvise(vma->vm_start, vma_pages(vma), MADV_DONTNEED)``; 0 or -ENOMEM (no VMA)."""
     fn = "do_madvise"
     await mm.mmap_lock.down_read(fn, "mmap_read_lock(mm)")
-    await point(fn, f"find_vma({vma.name})", reads(mm.vmas_resource))
-    if vma not in mm.vmas:
+    await point(fn, f"find_vma({vma.name})", reads(mm.mt_resource))
+    if vma not in mm.mm_mt:
         await point(fn, "mmap_read_unlock(mm): -ENOMEM", mm.mmap_lock._fp)
         mm.mmap_lock.up_read()
         return ENOMEM
@@ -58,21 +58,22 @@ async def exit_mmap(mm: MM) -> None:
     """The last user of ``mm`` is gone: zap every VMA, then unlink and remove them all."""
     fn = "exit_mmap"
     await mm.mmap_lock.down_read(fn, "mmap_read_lock(mm)")
-    await point(fn, "unmap_vmas(): vma_next() over the mm", reads(mm.vmas_resource))
-    vmas = list(mm.vmas)
+    await point(fn, "unmap_vmas(): vma_next() over the mm", reads(mm.mt_resource))
+    vmas = list(mm.mm_mt)
     zapped: List[Folio] = []
     for vma in vmas:
         zapped += await zap_pte_range(vma)
     await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
     mm.mmap_lock.up_read()
     await mm.mmap_lock.down_write(fn, "mmap_write_lock(mm)")
-    await point(fn, "free_pgtables(): the VMAs of the mm", reads(mm.vmas_resource))
-    vmas = list(mm.vmas)
+    await point(fn, "free_pgtables(): the VMAs of the mm", reads(mm.mt_resource))
+    vmas = list(mm.mm_mt)
     for vma in vmas:
         await unlink_anon_vmas(vma)
     await tlb_finish_mmu(zapped, fn)
     for vma in vmas:
-        await point(fn, f"remove_vma({vma.name})", writes(mm.vmas_resource))
+        await point(fn, f"remove_vma({vma.name})", writes(mm.mt_resource, mm.vmas_resource))
+        mm.mm_mt.remove(vma)
         mm.vmas.remove(vma)
     await point(fn, "mmap_write_unlock(mm)", mm.mmap_lock._fp)
     mm.mmap_lock.up_write()

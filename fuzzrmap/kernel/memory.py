@@ -79,14 +79,30 @@ class MM:
     def __init__(self, name: str) -> None:
         self.name = name
         self.mmap_lock = RWSem(f"{name}.mmap_lock", MMAP_LOCK_CLASS)
+        #: every VMA not yet freed (remove_vma()), detached ones included (the checker's view)
         self.vmas: List["VMA"] = []
+        #: the maple tree ``mm->mm_mt``: the VMAs a lookup finds
+        self.mm_mt: List["VMA"] = []
+        #: ``mm->mm_lock_seq``: bumped when mmap_lock stops being write-held (vma_end_write_all())
+        self.mm_lock_seq = 0
+
+    @property
+    def mt_resource(self) -> str:
+        """Footprint name of the maple tree."""
+        return f"{self.name}.mm_mt"
+
+    @property
+    def seq_resource(self) -> str:
+        """Footprint name of ``mm_lock_seq`` (part of the per-VMA locks)."""
+        return f"{self.name}.mm_lock_seq"
 
     def __repr__(self) -> str:
         return self.name
 
     @property
     def vmas_resource(self) -> str:
-        """Footprint name of this mm's VMA tree (what find_vma() reads)."""
+        """Footprint name of :attr:`vmas`, the VMAs not yet freed (the checker's view;
+        lookups read :attr:`mt_resource`)."""
         return f"{self.name}.vmas"
 
 
@@ -103,7 +119,14 @@ class VMA:
         self.ptes: Dict[int, Optional[Folio]] = {}
         self.young: Dict[int, bool] = {}
         self.ptl = spinlock(f"{name}.ptl")
+        #: per-VMA lock (CONFIG_PER_VMA_LOCK, v6.4..v6.14 shape: an rwsem and a sequence number)
+        self.vm_lock = RWSem(f"{name}.vm_lock")
+        self.vm_lock_seq = -1
+        self.detached = False
+        #: ``vma->vm_userfaultfd_ctx.ctx``
+        self.vm_userfaultfd_ctx = None
         mm.vmas.append(self)
+        mm.mm_mt.append(self)
 
     def __repr__(self) -> str:
         return self.name
@@ -145,19 +168,23 @@ def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:
 
 
 async def zap_pte_range(vma: VMA) -> List[Folio]:
-    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped.
+    """Clear every PTE of ``vma`` and drop the rmap of the folios they mapped;
+    return the folios unmapped, whose references the caller's mmu_gather drops.
 
-    Returns the folios unmapped, whose references the caller's mmu_gather drops.
-    """
+    ``zap_present_folio_ptes()`` (mm/memory.c, v6.8..v6.18), anon folio, under
+    the PTL: ``clear_full_ptes()``, then ``folio_remove_rmap_ptes()`` (an anon
+    folio never delays its rmap), two steps: between them no PTE maps the folio
+    but ``folio_mapped()`` is still true."""
     fn = "zap_pte_range"
     zapped: List[Folio] = []
     for addr in sorted(vma.ptes):
         await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
-        await point(fn, f"Z1 ptep_get_and_clear({vma.name}:{addr:#x}); folio_remove_rmap_pte()",
-                    writes(vma.pt_resource, "folio.mapcount"))
+        await point(fn, f"Z1 clear_full_ptes({vma.name}:{addr:#x})", writes(vma.pt_resource))
         folio = ptep_get_and_clear(vma, addr)
         if folio is not None:
+            await point(fn, f"Z2 folio_remove_rmap_ptes({folio.name}, {vma.name})", writes("folio.mapcount"))
             folio._mapcount -= 1
             zapped.append(folio)
+        await point(fn, f"Z3 pte_unmap_unlock({vma.ptl.name})", writes(vma.ptl.name))
         vma.ptl.unlock()
     return zapped

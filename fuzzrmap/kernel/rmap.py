@@ -17,8 +17,9 @@ no retry, ``folio_referenced()`` trylocks anon folios too.  A KSM folio's
 ``mapping`` is a stable node (:mod:`fuzzrmap.kernel.ksm`): readers see a
 non-anon mapping and ``rmap_walk()`` dispatches to ``rmap_walk_ksm()``.
 
-Simplifications: the anon_vma interval tree is a list of chains filtered by
-the VMA's pgoff range; ``anon_vma_chain_alloc`` never fails; large folios
+Simplifications: the anon_vma interval tree is a list of chains, walked in
+the tree's order (first pgoff) one node per step
+(:func:`anon_vma_interval_tree_next`); ``anon_vma_chain_alloc`` never fails; large folios
 and ``mm_take_all_locks`` are out of scope; ``rmap_walk_control`` carries only
 the fields the modelled walkers use; only unlocked walks (``rmap_walk()``) are
 modelled, not ``rmap_walk_locked()``.
@@ -105,20 +106,27 @@ class RmapWalkControl:
 
 # -- allocation, reference counting, freeing ----------------------------------
 
-def anon_vma_alloc() -> AnonVma:
-    """``anon_vma_alloc()``: may return a slot that a stale reader is still looking at."""
+async def anon_vma_alloc(func: str) -> AnonVma:
+    """``anon_vma_alloc()`` (mm/rmap.c, v6.8..v6.18): the slab may hand out a slot
+    that a stale reader is still looking at, and the plain stores that initialise
+    it are separate steps, in the kernel's order.  ``rb_root`` is not reset: the
+    slab constructor ``anon_vma_ctor()`` set it once per object, and a freed
+    anon_vma's tree is empty."""
     k = current().kernel
+    await sleeping(point(func, "anon_vma = kmem_cache_alloc(anon_vma_cachep, GFP_KERNEL)", writes("slab")))
     anon_vma = k.anon_vma_cachep.kmem_cache_alloc()
-    touch(f"{anon_vma.name}.root", True)
-    touch(f"{anon_vma.name}.rb_root", True)
+    await point(func, f"atomic_set(&{anon_vma!r}->refcount, 1)", anon_vma.fp_refcount)
     anon_vma.refcount.atomic_set(1)
+    await point(func, f"{anon_vma!r}->num_children = 0", writes(f"{anon_vma.name}.num_children"))
     anon_vma.num_children = 0
+    await point(func, f"{anon_vma!r}->num_active_vmas = 0", writes(f"{anon_vma.name}.num_active_vmas"))
     anon_vma.num_active_vmas = 0
+    await point(func, f"{anon_vma!r}->parent = {anon_vma!r}", writes(f"{anon_vma.name}.parent"))
     anon_vma.parent = anon_vma
     # Initialise the anon_vma root to point to itself. If called from fork,
     # the root will be reset to the parents anon_vma.
+    await point(func, f"{anon_vma!r}->root = {anon_vma!r}", writes(f"{anon_vma.name}.root"))
     anon_vma.root = anon_vma
-    anon_vma.rb_root = []
     return anon_vma
 
 
@@ -129,7 +137,7 @@ def get_anon_vma(anon_vma: AnonVma) -> None:
 
 async def put_anon_vma(anon_vma: AnonVma, func: str, label: str) -> None:
     """``put_anon_vma()`` (P1), then ``__put_anon_vma()`` on the last reference."""
-    await point(func, f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
+    await point(func, lambda: f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
     check.anon_vma_access(anon_vma, "put_anon_vma")
     if anon_vma.refcount.atomic_dec_and_test():
         await __put_anon_vma(anon_vma)
@@ -150,12 +158,12 @@ async def __put_anon_vma(anon_vma: AnonVma) -> None:
 async def anon_vma_free(anon_vma: AnonVma) -> None:
     """The free "dance": synchronise with a reader that already owns the root rwsem."""
     fn = "anon_vma_free"
-    await point(fn, f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.fp_root)
+    await point(fn, lambda: f"D2 rwsem_is_locked({anon_vma!r}->root->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, "anon_vma_free")
     if _root(anon_vma).rwsem.is_locked():
         await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
         await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
-    await point(fn, f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
+    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
     k = current().kernel
     check.anon_vma_freed(anon_vma, k.rcu.tasks)
     k.anon_vma_cachep.kmem_cache_free(anon_vma)
@@ -181,7 +189,8 @@ def anon_vma_trylock_write(anon_vma: AnonVma) -> bool:
 
 
 async def anon_vma_unlock_write(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
+    # the root is read when the step runs: so is the label
+    await point(func, lambda: f"{label}({anon_vma!r}): up_write({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
     _root(anon_vma).rwsem.up_write()
 
@@ -193,7 +202,8 @@ async def anon_vma_lock_read(anon_vma: AnonVma, func: str, label: str) -> None:
 
 
 async def anon_vma_unlock_read(anon_vma: AnonVma, func: str, label: str) -> None:
-    await point(func, f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
+    # the root is read when the step runs: so is the label
+    await point(func, lambda: f"{label}({anon_vma!r}): up_read({anon_vma.root!r}->rwsem)", anon_vma.fp_root)
     check.anon_vma_access(anon_vma, label)
     t = current()
     t.anon_vma_locked[:] = [(a, s) for a, s in t.anon_vma_locked if a is not anon_vma]
@@ -233,7 +243,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
         return await _out(fn, anon_vma)
 
     anon_vma = anon_mapping
-    await point(fn, f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+    await point(fn, lambda: f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
     check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
     if not anon_vma.refcount.atomic_inc_not_zero():
         return await _out(fn, None)
@@ -283,10 +293,10 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         anon_vma = anon_mapping
-        await point(fn, f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
+        await point(fn, lambda: f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
         check.anon_vma_access(anon_vma, "L3 READ_ONCE(anon_vma->root)", idiom=True)
         root_anon_vma = anon_vma.root
-        await point(fn, f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+        await point(fn, lambda: f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
         check.anon_vma_access(root_anon_vma, "L4 down_read_trylock", idiom=True)
         if root_anon_vma.rwsem.down_read_trylock():
             if FAST_RECHECK.on:
@@ -294,7 +304,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 # might not hold the folio lock here.
                 await point(fn, "L5 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
                 if folio.mapping is not anon_mapping:
-                    await point(fn, f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
+                    await point(fn, lambda: f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
                                 root_anon_vma.rwsem._fp)
                     check.anon_vma_access(root_anon_vma, "L5 up_read", idiom=True)
                     root_anon_vma.rwsem.up_read()
@@ -306,7 +316,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             # anon_vma, and holding the mutex ensures that it will not go away.
             await point(fn, "L6 folio_mapped(folio)", reads("folio.mapcount"))
             if not folio_mapped(folio):
-                await point(fn, f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+                await point(fn, lambda: f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
                 check.anon_vma_access(root_anon_vma, "L6 up_read", idiom=True)
                 root_anon_vma.rwsem.up_read()
                 anon_vma = None
@@ -321,7 +331,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         # trylock failed, we got to sleep
-        await point(fn, f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
         check.anon_vma_access(anon_vma, "S2 atomic_inc_not_zero", idiom=True)
         if not anon_vma.refcount.atomic_inc_not_zero():
             anon_vma = None
@@ -350,7 +360,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 anon_vma = None
                 continue
 
-        await point(fn, f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
         check.anon_vma_access(anon_vma, "S7 atomic_dec_and_test")
         if anon_vma.refcount.atomic_dec_and_test():
             # Oops, we held the last refcount, release the lock and bail --
@@ -391,12 +401,18 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     check.walk_hold_stable(folio, anon_vma, sem, "W2 folio_pgoff")
     pgoff_start = folio.index
 
+    # anon_vma_interval_tree_foreach(): one node at a time, each looked up in the
+    # tree as it is then (cond_resched() between them).
     visited: List[VMA] = []
-    await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start})", anon_vma.fp_tree_read)
-    check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
-    avcs = [avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff_start) is not None]
+    avc = None
     stopped = False  # rmap_one() ended the walk: it has seen what it needs
-    for avc in avcs:
+    while True:
+        await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start}): next node",
+                    anon_vma.fp_tree_read)
+        check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
+        avc = anon_vma_interval_tree_next(anon_vma, pgoff_start, avc)
+        if avc is None:
+            break
         vma = avc.vma
         address = vma_address(vma, pgoff_start)
         visited.append(vma)
@@ -406,6 +422,21 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     await anon_vma_unlock_read(anon_vma, fn, "W4 anon_vma_unlock_read")
     if not stopped:
         check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
+
+
+def _tree_key(avc: AnonVmaChain):
+    """The interval tree's order: a chain's first pgoff (``avc_start_pgoff()``), then its VMA's start."""
+    return (avc.vma.vm_pgoff, avc.vma.vm_start, id(avc.vma))
+
+
+def anon_vma_interval_tree_next(anon_vma: AnonVma, pgoff: int,
+                                after: Optional[AnonVmaChain]) -> Optional[AnonVmaChain]:
+    """The chain after ``after`` (the first when None) in ``anon_vma``'s tree whose VMA covers ``pgoff``."""
+    hits = sorted((avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff) is not None), key=_tree_key)
+    if after is None:
+        return hits[0] if hits else None
+    later = [avc for avc in hits if _tree_key(avc) > _tree_key(after)]
+    return later[0] if later else None
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
@@ -587,14 +618,22 @@ async def anon_vma_fork(vma: VMA, pvma: VMA) -> None:
     if vma.anon_vma is not None:
         return
 
-    await sleeping(point(fn, "FK4 anon_vma = anon_vma_alloc(); anon_vma->num_active_vmas++", writes("slab")))
-    anon_vma = anon_vma_alloc()
+    # Then add our own anon_vma (anon_vma_fork(), mm/rmap.c v6.8..v6.18).
+    anon_vma = await anon_vma_alloc(fn)  # FK4
+    await point(fn, f"FK4 {anon_vma!r}->num_active_vmas++", writes(f"{anon_vma.name}.num_active_vmas"))
     anon_vma.num_active_vmas += 1
-    # between the two: avc = anon_vma_chain_alloc(GFP_KERNEL), which may sleep
-    await sleeping(point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}; ->parent; get_anon_vma(root)",
-                         writes(f"{anon_vma.name}.root", f"{pvma.anon_vma.root.name}.refcount")))
+    await sleeping(point(fn, "FK4 avc = anon_vma_chain_alloc(GFP_KERNEL)", TRACKED))
+    # The root anon_vma's rwsem is the lock actually used when we
+    # lock any of the anon_vmas in this anon_vma tree.
+    await point(fn, f"FK5 {anon_vma!r}->root = {pvma.anon_vma.root!r}",
+                writes(f"{anon_vma.name}.root") + reads(f"{pvma.name}.anon_vma", f"{pvma.anon_vma.name}.root"))
     anon_vma.root = pvma.anon_vma.root
+    await point(fn, f"FK5 {anon_vma!r}->parent = {pvma.anon_vma!r}", writes(f"{anon_vma.name}.parent"))
     anon_vma.parent = pvma.anon_vma
+    # With refcounts, an anon_vma can stay around longer than the process it
+    # belongs to. The root anon_vma needs to be pinned until this anon_vma is
+    # freed, because the lock lives in the root.
+    await point(fn, f"FK5 get_anon_vma({anon_vma.root!r})", anon_vma.root.fp_refcount)
     get_anon_vma(anon_vma.root)
     await point(fn, f"FK6 vma->anon_vma = {anon_vma!r}", writes(f"{vma.name}.anon_vma"))
     vma.anon_vma = anon_vma

@@ -1,20 +1,46 @@
-"""``struct rw_semaphore`` (kernel/locking/rwsem.c), as the rmap code sees it.
+"""``struct rw_semaphore`` (kernel/locking/rwsem.c, v6.8..v6.18), as the rmap code sees it.
 
-Modelled: a writer or any number of readers; a FIFO wait queue; direct
-hand-off on release (the front waiter, or the run of readers at the front, is
-granted the lock before it wakes); writer preference in the sense that
-matters here - once anyone is queued, ``down_read()`` queues too and both
-trylocks fail (``RWSEM_FLAG_WAITERS`` is part of ``RWSEM_READ_FAILED_MASK``);
-``rwsem_is_locked()`` is true while the lock is held *or* has waiters.
+The kernel keeps one ``count`` word and a wait list; this model keeps the same
+information as fields: ``writer`` (``RWSEM_WRITER_LOCKED``, plus who set it),
+``count_readers`` (the reader field of ``count``, in ``RWSEM_READER_BIAS``
+units) and ``waiters`` (non-empty exactly when ``RWSEM_FLAG_WAITERS`` is set).
+What the kernel does with them, step for step:
 
-Left out: optimistic spinning, the hand-off bit's timing, reader-owned
-heuristics and ``MAX_READERS_WAKEUP``: they change how long a waiter waits,
-never which orders are possible between our threads.
+* ``down_read_trylock()`` fails on ``RWSEM_READ_FAILED_MASK``: a writer, any
+  waiter, or a negative count; ``down_write_trylock()`` needs ``count == 0``.
+  ``rwsem_is_locked()`` is ``count != 0``.
+* ``down_read()`` adds its ``READER_BIAS`` first (``rwsem_read_trylock()``);
+  if the count then shows a writer or waiters it takes the slow path, where a
+  reader *steals* the lock when no writer holds it (reader optimistic lock
+  stealing; it queues instead when other readers hold it), else queues in a
+  second step; between the two its bias is in the count, so write trylocks and
+  ``rwsem_is_locked()`` see it.  Queued readers are *handed* the lock by the
+  waker (``rwsem_mark_wake()`` grants every queued reader, phase-fair).
+* ``down_write()``: fast path ``cmpxchg(0 -> WRITER_LOCKED)``; then an optimistic
+  spin that steals the lock whenever it is free, even with waiters queued;
+  then it queues.  Wake-up does not hand a writer the lock: the woken first
+  waiter retries (``rwsem_try_write_lock()``) when it runs, and anyone may have
+  stolen the lock by then.  How long a writer spins before it queues is a
+  scheduling choice (the step after its failed fast path), never randomness.
+* ``up_read()`` subtracts its bias whoever calls it.  By a task that does not
+  hold the rwsem that is I7, reported, and the run goes on with the count as
+  the kernel leaves it: below zero every later lock attempt fails and writers
+  wait for ever (I8 at the end); taken from another reader, a writer may enter
+  while that reader is inside (I7x).  The schedule reports the first broken
+  invariant and what followed from it.
+* ``downgrade_write()`` turns the write hold into a read hold and grants the
+  queued readers (``rwsem_downgrade_wake()``).
 
-Blocking acquires are scheduler waits, so a thread asleep on an rwsem is not
-enabled, and the checker sees every acquire and release: an up on a lock the
-thread does not hold is I7, a sleep inside an RCU read-side section or under a
-spinlock, or on a lock the thread already holds, is I8.
+Left out: ``RWSEM_FLAG_HANDOFF``, set only after a waiter has waited
+``RWSEM_WAIT_TIMEOUT`` (4 ms): it only forbids steals and implies waiters (so
+every trylock it fails already fails), so leaving it out keeps every order it
+forbids and hides none; ``MAX_READERS_WAKEUP``; whether the owner runs on a CPU
+(a writer may spin whenever the scheduler lets it).
+
+Blocking acquires are scheduler waits; the checker sees every acquire and
+release: an up by a task that does not hold the lock is I7, a sleep inside an
+RCU read-side section or under a spinlock, or on a lock the thread already
+holds, is I8.
 """
 
 from __future__ import annotations
@@ -22,13 +48,17 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, List, Optional, Tuple
 
-from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.check import SAFETY, report, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
 from fuzzrmap.sched.api import point, touch, wait_until, writes
 
 READ = "read"
 WRITE = "write"
 
+#: rwsem_mark_wake() wake types
+WAKE_ANY = "any"
+WAKE_READERS = "readers"
+WAKE_READ_OWNED = "read_owned"
 
 #: lockdep classes of the rwsems in the model (mm/rmap.c's lock-order comment:
 #: mm->mmap_lock, then folio_lock, then anon_vma->rwsem)
@@ -37,45 +67,66 @@ MMAP_LOCK_CLASS = "mm->mmap_lock"
 
 
 class RWSem:
-    __slots__ = ("name", "lock_class", "writer", "readers", "waiters", "_fp")
+    __slots__ = ("name", "lock_class", "writer", "count_readers", "reader_owned", "holders", "waiters", "_fp")
 
     def __init__(self, name: str, lock_class: str = ANON_VMA_CLASS) -> None:
         self.name = name
         self.lock_class = lock_class
+        #: RWSEM_WRITER_LOCKED, and the task that set it
         self.writer: Optional[TaskStruct] = None
-        self.readers: List[TaskStruct] = []
+        #: the reader field of ->count: holders plus readers in transit; < 0 once corrupted
+        self.count_readers = 0
+        #: RWSEM_READER_OWNED in ->owner: set by a reader's acquire, cleared by a writer's
+        self.reader_owned = False
+        #: checker: the tasks that acquired it for read (the kernel does not know them)
+        self.holders: List[TaskStruct] = []
         self.waiters: Deque[Tuple[TaskStruct, str]] = deque()
         self._fp = writes(name)
 
     def __repr__(self) -> str:
         return f"rwsem({self.name})"
 
+    # -- the count, as the kernel tests it ------------------------------------
+    def _read_failed(self) -> bool:
+        """``count & RWSEM_READ_FAILED_MASK``."""
+        return self.writer is not None or bool(self.waiters) or self.count_readers < 0
+
+    def _lock_bits(self) -> bool:
+        """``count & RWSEM_LOCK_MASK``."""
+        return self.writer is not None or self.count_readers != 0
+
     # -- non-blocking operations (one step of the caller) ---------------------
     def down_read_trylock(self) -> bool:
         """Footprint: writes the rwsem when it succeeds, only reads it when it fails."""
-        if self.writer is None and not self.waiters:
-            touch(self.name, True)
-            self._grant(current(), READ)
-            return True
-        touch(self.name, False)
-        return False
+        if self._read_failed():
+            touch(self.name, False)
+            return False
+        touch(self.name, True)
+        self.count_readers += 1
+        self._grant(current(), READ)
+        return True
 
     def down_write_trylock(self) -> bool:
-        if self.writer is None and not self.readers and not self.waiters:
-            touch(self.name, True)
-            self._grant(current(), WRITE)
-            return True
-        touch(self.name, False)
-        return False
+        if self._lock_bits() or self.waiters:
+            touch(self.name, False)
+            return False
+        touch(self.name, True)
+        self._grant(current(), WRITE)
+        return True
 
     def up_read(self) -> None:
+        """``__up_read()``: drop one reader bias, whoever holds it; wake if that freed the lock."""
         t = current()
         touch(self.name, True)
-        if t not in self.readers:
-            raise violation("I7", SAFETY, f"up_read({self.name}) by {t.comm}, which does not hold it for read")
-        self.readers.remove(t)
-        t.held.remove((self, READ))
-        self._wake()
+        if t in self.holders:
+            self.holders.remove(t)
+            t.held.remove((self, READ))
+        else:
+            report("I7", SAFETY, f"up_read({self.name}) by {t.comm}, which does not hold it for read; "
+                                 f"the count drops to {self.count_readers - 1} reader(s)")
+        self.count_readers -= 1
+        if not self._lock_bits() and self.waiters:
+            self._mark_wake(WAKE_ANY)
 
     def up_write(self) -> None:
         t = current()
@@ -84,56 +135,119 @@ class RWSem:
             raise violation("I7", SAFETY, f"up_write({self.name}) by {t.comm}, which does not hold it for write")
         self.writer = None
         t.held.remove((self, WRITE))
-        self._wake()
+        if self.waiters:
+            self._mark_wake(WAKE_ANY)
+
+    def downgrade_write(self) -> None:
+        """``__downgrade_write()``: write hold -> read hold, then grant the queued readers."""
+        t = current()
+        touch(self.name, True)
+        if self.writer is not t:
+            raise violation("I7", SAFETY, f"downgrade_write({self.name}) by {t.comm}, which does not hold it for write")
+        self.writer = None
+        t.held.remove((self, WRITE))
+        self.count_readers += 1
+        self._grant(t, READ)
+        if self.waiters:
+            self._mark_wake(WAKE_READ_OWNED)
 
     def is_locked(self) -> bool:
-        """``rwsem_is_locked()``: held, or anyone queued."""
+        """``rwsem_is_locked()``: ``count != 0`` (holders, readers in transit, or waiters)."""
         touch(self.name, False)
-        return self.writer is not None or bool(self.readers) or bool(self.waiters)
+        return self._lock_bits() or bool(self.waiters)
 
-    # -- blocking operations (a yield point, then maybe a wait) --------------
+    # -- blocking operations ----------------------------------------------------
     async def down_read(self, func: str, label: str) -> None:
-        await sleeping(point(func, label, self._fp))  # might_sleep()
-        if self.down_read_trylock():
+        might_sleep(f"down_read({self.name})")
+        await sleeping(point(func, label, self._fp))
+        # rwsem_read_trylock(): the bias goes in first, whatever the count says.
+        t = current()
+        self.count_readers += 1
+        rcnt = self.count_readers
+        if not self._read_failed():
+            self._grant(t, READ)
             return
-        await self._sleep(func, label, READ)
+        # rwsem_down_read_slowpath(), on the count the fast path returned.
+        readers_own_it = self.reader_owned and rcnt > 1 and self.writer is None
+        if not readers_own_it and self.writer is None:
+            # Reader optimistic lock stealing: the bias already counts.
+            self._grant(t, READ)
+            if rcnt == 1 and self.waiters:
+                self._mark_wake(WAKE_READ_OWNED)
+            return
+        if t.holds(self, WRITE):
+            raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} (read), which it holds for write: self-deadlock")
+        await point(func, f"{label} [rwsem_down_read_slowpath: queue]", self._fp)
+        if not self.waiters and self.writer is None:
+            self._grant(t, READ)
+            return
+        self.waiters.append((t, READ))
+        self.count_readers -= 1
+        self._cond_wake_waiter()
+        await wait_until(func, label + " [wakes holding it]", lambda: t in self.holders, self._fp)
 
     async def down_write(self, func: str, label: str) -> None:
-        await sleeping(point(func, label, self._fp))  # might_sleep()
+        might_sleep(f"down_write({self.name})")
+        await sleeping(point(func, label, self._fp))
         if self.down_write_trylock():
             return
-        await self._sleep(func, label, WRITE)
-
-    async def _sleep(self, func: str, label: str, mode: str) -> None:
         t = current()
-        might_sleep(f"{'down_read' if mode == READ else 'down_write'}({self.name})")
-        if self.writer is t or (mode == WRITE and t in self.readers):
-            raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} ({mode}), which it already holds: self-deadlock")
-        touch(self.name, True)
-        self.waiters.append((t, mode))
-        await wait_until(func, label + " [wakes holding it]", lambda: self._holds(t, mode), self._fp)
+        if self.writer is t or t in self.holders:
+            raise violation("I8", SAFETY, f"{t.comm} sleeps on {self.name} (write), which it already holds: self-deadlock")
+        # rwsem_optimistic_spin(): until the scheduler runs it again, the writer spins
+        # unqueued; then it takes the lock if it is free, waiters or not.
+        await point(func, f"{label} [rwsem_optimistic_spin]", self._fp)
+        if not self._lock_bits():
+            self._grant(t, WRITE)
+            return
+        self.waiters.append((t, WRITE))
+        if self.waiters[0][0] is not t:
+            self._cond_wake_waiter()
+        # Woken, the first waiter retries rwsem_try_write_lock(); until it runs,
+        # anyone may steal the lock, and then it sleeps again.
+        await wait_until(func, label + " [wakes holding it]", lambda: self._may_take(t), self._fp)
+        self.waiters.popleft()
+        self._grant(t, WRITE)
 
     # -- internals -------------------------------------------------------------
-    def _holds(self, t: TaskStruct, mode: str) -> bool:
-        touch(self.name, False)
-        return self.writer is t if mode == WRITE else t in self.readers
+    def _may_take(self, t: TaskStruct) -> bool:
+        return bool(self.waiters) and self.waiters[0][0] is t and not self._lock_bits()
 
     def _grant(self, t: TaskStruct, mode: str) -> None:
+        """Checker bookkeeping of an acquire; a reader and a writer inside together is I7x."""
         if mode == WRITE:
+            if self.holders:
+                report("I7x", SAFETY, f"{t.comm} takes {self.name} for write while {self.holders[0].comm} "
+                                      f"holds it for read (the count says it is free)")
             self.writer = t
+            self.reader_owned = False
         else:
-            self.readers.append(t)
+            if self.writer is not None:
+                report("I7x", SAFETY, f"{t.comm} takes {self.name} for read while {self.writer.comm} holds it for write")
+            self.holders.append(t)
+            self.reader_owned = True
         t.held.append((self, mode))
 
-    def _wake(self) -> None:
-        if self.writer is not None or not self.waiters:
+    def _cond_wake_waiter(self) -> None:
+        """``rwsem_cond_wake_waiter()`` on the current count."""
+        if self.writer is not None:
             return
-        if self.waiters[0][1] == WRITE:
-            if not self.readers:
-                self._grant(*self.waiters.popleft())
+        self._mark_wake(WAKE_READERS if self.count_readers else WAKE_ANY)
+
+    def _mark_wake(self, wake_type: str) -> None:
+        """``rwsem_mark_wake()``: a writer at the front is only woken (it retries when it
+        runs); readers are granted the lock, every queued one, writers skipped."""
+        if not self.waiters or self.waiters[0][1] == WRITE:
             return
-        while self.waiters and self.waiters[0][1] == READ:
-            self._grant(*self.waiters.popleft())
+        if self.count_readers < 0:
+            return  # "no reader wakeup if there are too many of them already"
+        if wake_type != WAKE_READ_OWNED and self.writer is not None:
+            return  # a writer stole the lock first
+        woken = [w for w in self.waiters if w[1] == READ]
+        self.waiters = deque(w for w in self.waiters if w[1] == WRITE)
+        for t, mode in woken:
+            self.count_readers += 1
+            self._grant(t, READ)
 
 
 def might_sleep(what: str) -> None:

@@ -12,15 +12,28 @@ What the flag gives, and so what this models (spec section 1.3):
 3. The constructor runs once per slot, not per allocation, so the rwsem and
    the refcount (0) of a freed object are real and initialised.
 
+The reuse policy is a kernel-config switch, the hunk :data:`SLUB_RCU_DEBUG`
+(mm/slub.c ``slab_free()`` -> ``slab_free_after_rcu_debug()``, v6.12+; on by
+default with KASAN):
+
+* off (the default): ``kmem_cache_free()`` puts the object on the freelist at
+  once, and the next allocation takes the most recently freed one (LIFO);
+* on: every free from a ``SLAB_TYPESAFE_BY_RCU`` cache waits for a grace
+  period (``call_rcu()``) before the object reaches the freelist; KASAN
+  poisons it then, so any later touch is reported as a use-after-free.
+
 A slot's life is an explicit state machine, kept for the checker only (the
 kernel cannot see it)::
 
-    LIVE --kmem_cache_free--> FREE --alloc--> LIVE (gen + 1)
-                               |--grace period--> GONE (slab page released)
+    default:         LIVE --kmem_cache_free--> FREE --alloc--> LIVE (gen + 1)
+                                                |--grace period--> GONE (slab page released)
+    SLUB_RCU_DEBUG:  LIVE --kmem_cache_free--> FREE --grace period--> GONE (poisoned)
+                                                                       |--alloc--> LIVE (gen + 1)
 
-A GONE slot is never reused; touching it is a use-after-free (I5a).
-Simplification: each slot sits on its own slab page, so a page is released
-as soon as its one object has been free for a full grace period.
+Touching a GONE slot is a use-after-free (I5a).  Simplification: each slot
+sits on its own slab page, so without the debug option a page is released as
+soon as its one object has been free for a full grace period, and a released
+slot is never reused.
 """
 
 from __future__ import annotations
@@ -29,9 +42,15 @@ import enum
 from typing import Callable, Generic, List, TypeVar
 
 from fuzzrmap.check import SAFETY, violation
+from fuzzrmap.hunks import CONFIG, hunk
 from fuzzrmap.sched.api import touch
 
 SLAB = "slab"
+
+SLUB_RCU_DEBUG = hunk("slab.CONFIG_SLUB_RCU_DEBUG",
+                      "every free from a SLAB_TYPESAFE_BY_RCU cache waits a grace period before the "
+                      "slot can be reused (mm/slub.c slab_free_after_rcu_debug(), v6.12+, on with KASAN)",
+                      kind=CONFIG)
 
 
 class SlotState(enum.Enum):
@@ -69,16 +88,18 @@ class Slab(Generic[T]):
         self.name = name
         self.ctor = ctor
         self.slots: List[T] = []
+        #: what kmem_cache_alloc() may hand out, most recently freed last
         self.freelist: List[T] = []
+        #: freed objects no grace period has covered yet, in free order
+        self.waiting: List[T] = []
         self.frees = 0
-        #: free_seq of the newest object on the freelist (0: empty)
-        self._newest_free = 0
 
     def kmem_cache_alloc(self) -> T:
         touch(SLAB, True)
         if self.freelist:
             obj = self.freelist.pop()
-            self._newest_free = self.freelist[-1].free_seq if self.freelist else 0
+            if obj in self.waiting:
+                self.waiting.remove(obj)
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
             touch(slot_resource(obj.slot), True)
@@ -96,24 +117,29 @@ class Slab(Generic[T]):
         self.frees += 1
         obj.slab_state = SlotState.FREE
         obj.free_seq = self.frees
-        self.freelist.append(obj)
-        self._newest_free = self.frees
+        self.waiting.append(obj)
+        if not SLUB_RCU_DEBUG.on:
+            self.freelist.append(obj)
 
     # -- what the RCU grace-period thread does for this cache ---------------
     def unreclaimed(self) -> int:
         """Sequence number of the newest free not yet covered by a grace period (0: none)."""
         touch(SLAB, False)
-        return self._newest_free
+        return self.waiting[-1].free_seq if self.waiting else 0
 
     def release_pages(self, freed_up_to: int) -> None:
-        """A grace period that began after free number ``freed_up_to`` has ended."""
+        """A grace period that began after free number ``freed_up_to`` has ended.
+
+        Objects freed before it are GONE: released with their slab page (taken
+        off the freelist), or, when they waited for this grace period
+        (SLUB_RCU_DEBUG), poisoned and put on the freelist."""
         touch(SLAB, True)
-        keep = []
-        for obj in self.freelist:
-            if obj.free_seq <= freed_up_to:
-                touch(slot_resource(obj.slot), True)
-                obj.slab_state = SlotState.GONE
+        covered = [obj for obj in self.waiting if obj.free_seq <= freed_up_to]
+        self.waiting = [obj for obj in self.waiting if obj.free_seq > freed_up_to]
+        for obj in covered:
+            touch(slot_resource(obj.slot), True)
+            obj.slab_state = SlotState.GONE
+            if obj in self.freelist:
+                self.freelist.remove(obj)
             else:
-                keep.append(obj)
-        self.freelist = keep
-        self._newest_free = keep[-1].free_seq if keep else 0
+                self.freelist.append(obj)

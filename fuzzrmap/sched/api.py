@@ -44,7 +44,7 @@ that receives a foreign object raises :class:`ModelError`.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 Footprint = Tuple[Tuple[str, bool], ...]
 
@@ -63,22 +63,37 @@ class FootprintError(ModelError):
     """A step accessed a tracked resource its declared footprint does not cover."""
 
 
-class Op:
-    """A yield point: the step a parked thread will perform when chosen."""
+Label = Union[str, Callable[[], str]]
 
-    __slots__ = ("func", "label", "footprint", "ready")
+
+class Op:
+    """A yield point: the step a parked thread will perform when chosen.
+
+    A label that names what the step will act on (an anon_vma's current root,
+    a slot's generation) is given as a callable: it is formatted when the
+    label is read, and the scheduler reads it when it chooses the step - right
+    before the step runs, after whatever other threads did meanwhile - so the
+    recorded label says what the step did.
+    """
+
+    __slots__ = ("func", "_label", "footprint", "ready")
 
     def __init__(
         self,
         func: str,
-        label: str,
+        label: Label,
         footprint: Footprint,
         ready: Optional[Callable[[], bool]],
     ) -> None:
         self.func = func
-        self.label = label
+        self._label = label
         self.footprint = footprint
         self.ready = ready
+
+    @property
+    def label(self) -> str:
+        label = self._label
+        return label if isinstance(label, str) else label()
 
     def __await__(self):
         yield self
@@ -87,7 +102,7 @@ class Op:
         return f"Op({self.func}: {self.label})"
 
 
-def point(func: str, label: str, footprint: Optional[Footprint] = None) -> Op:
+def point(func: str, label: Label, footprint: Optional[Footprint] = None) -> Op:
     """A preemption point before step ``label`` of kernel function ``func``.
 
     Without a footprint the step may touch anything (:data:`UNKNOWN`).
@@ -96,7 +111,7 @@ def point(func: str, label: str, footprint: Optional[Footprint] = None) -> Op:
 
 
 def wait_until(
-    func: str, label: str, ready: Callable[[], bool], footprint: Optional[Footprint] = None
+    func: str, label: Label, ready: Callable[[], bool], footprint: Optional[Footprint] = None
 ) -> Op:
     """Block until ``ready()`` is true; the scheduler re-evaluates it at each decision.
 

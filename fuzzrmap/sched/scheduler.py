@@ -26,6 +26,9 @@ The state machine of one schedule::
     NEW --start--> RUNNING --decide() returns None--> FINISHED
                       |--a Violation or a deadlock/livelock--> FAILED
 
+A failure *noted* (:meth:`note`) leaves the schedule RUNNING: it becomes the
+schedule's failure and later ones its consequences.
+
 Nothing here knows about the kernel model or about any particular strategy;
 both plug in from outside (model code through :mod:`~fuzzrmap.sched.api`,
 strategies through :class:`~fuzzrmap.sched.strategies.Strategy`).
@@ -103,6 +106,8 @@ class Scheduler:
         self.steps: List[Step] = []
         self.events: List[Event] = []
         self.failure: Optional[Failure] = None
+        #: failures after the first one, in order (the run went on after a noted failure)
+        self.consequences: List[Failure] = []
         self.phase = Phase.NEW
         self._current: Optional[int] = None
         #: what the owner of this schedule built it from (the engine: kernel and world)
@@ -214,9 +219,15 @@ class Scheduler:
         """Fail the schedule from outside a thread (end-of-run checks)."""
         self._fail(failure)
 
-    def _fail(self, failure: Failure) -> None:
+    def note(self, failure: Failure) -> None:
+        """Record a failure and let the schedule run on (what follows is reported too)."""
         if self.failure is None:
             self.failure = failure
+        else:
+            self.consequences.append(failure)
+
+    def _fail(self, failure: Failure) -> None:
+        self.note(failure)
         self.phase = Phase.FAILED
 
     def close(self) -> None:
@@ -232,4 +243,5 @@ class Scheduler:
             steps=tuple(self.steps),
             failure=self.failure,
             events=tuple(self.events),
+            consequences=tuple(self.consequences),
         )

@@ -91,6 +91,8 @@ class Execution:
     steps: Tuple[Step, ...]
     failure: Optional[Failure]
     events: Tuple[Event, ...]
+    #: failures that followed ``failure`` in the same run (the run went on after it)
+    consequences: Tuple[Failure, ...] = ()
 
     @property
     def decisions(self) -> Tuple[int, ...]:
