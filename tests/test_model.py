@@ -14,7 +14,7 @@ from fuzzrmap.kernel.rmap import (
 from fuzzrmap.kernel.mmap import do_munmap, vma_lookup
 from fuzzrmap.kernel.memory import PAGE_SIZE
 from fuzzrmap.kernel.userfaultfd import MOVE_V6_8, move_pages
-from fuzzrmap.scenarios.uffd_common import D_ADDR, S_ADDR
+from fuzzrmap.kernel.actors import D_ADDR, S_ADDR, build
 from fuzzrmap.sched.api import point
 
 from helpers import run_plan, run_threads
@@ -220,9 +220,7 @@ def test_rmap_walk_reads_the_interval_tree_node_by_node():
 
 
 def _uffd_world(k, into):
-    from fuzzrmap.scenarios import uffd_common
-
-    into["w"] = uffd_common.build(k)
+    into["w"] = build(k)
     return into["w"]
 
 

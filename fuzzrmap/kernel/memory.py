@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from fuzzrmap.kernel.locking import ExclusiveLock, folio_lock_bit, spinlock
 from fuzzrmap.kernel.refcount import Atomic
-from fuzzrmap.kernel.rwsem import MMAP_LOCK_CLASS, RWSem
+from fuzzrmap.kernel.rwsem import MMAP_LOCK_CLASS, VMA_LOCK_CLASS, RWSem
 from fuzzrmap.sched.api import point, touch, writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,7 +120,7 @@ class VMA:
         self.young: Dict[int, bool] = {}
         self.ptl = spinlock(f"{name}.ptl")
         #: per-VMA lock (CONFIG_PER_VMA_LOCK, v6.4..v6.14 shape: an rwsem and a sequence number)
-        self.vm_lock = RWSem(f"{name}.vm_lock")
+        self.vm_lock = RWSem(f"{name}.vm_lock", VMA_LOCK_CLASS)
         self.vm_lock_seq = -1
         self.detached = False
         #: ``vma->vm_userfaultfd_ctx.ctx``

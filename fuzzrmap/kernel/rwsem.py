@@ -64,6 +64,8 @@ WAKE_READ_OWNED = "read_owned"
 #: mm->mmap_lock, then folio_lock, then anon_vma->rwsem)
 ANON_VMA_CLASS = "anon_vma->rwsem"
 MMAP_LOCK_CLASS = "mm->mmap_lock"
+VMA_LOCK_CLASS = "vma->vm_lock"
+MAP_CHANGING_CLASS = "ctx->map_changing_lock"
 
 
 class RWSem:

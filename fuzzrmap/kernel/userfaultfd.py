@@ -48,7 +48,7 @@ from fuzzrmap.kernel.memory import (
 from fuzzrmap.kernel.mmap import lock_vma_under_rcu, vma_end_read, vma_lookup
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
-from fuzzrmap.kernel.rwsem import RWSem
+from fuzzrmap.kernel.rwsem import MAP_CHANGING_CLASS, RWSem
 from fuzzrmap.kernel.rmap import (
     AnonVma, anon_vma_lock_write, anon_vma_trylock_write, anon_vma_unlock_write,
     folio_get_anon_vma, folio_move_anon_rmap, put_anon_vma,
@@ -78,7 +78,7 @@ class UserfaultfdCtx:
         self.mm = mm
         #: raised by non-cooperative events (fork, mremap, munmap, MADV_DONTNEED) until user space reads them
         self.mmap_changing = Atomic(f"{mm.name}.uffd.mmap_changing", 0)
-        self.map_changing_lock = RWSem(f"{mm.name}.uffd.map_changing_lock")
+        self.map_changing_lock = RWSem(f"{mm.name}.uffd.map_changing_lock", MAP_CHANGING_CLASS)
 
 
 async def double_pt_lock(ptl1: ExclusiveLock, ptl2: ExclusiveLock, func: str) -> None:
