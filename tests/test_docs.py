@@ -45,7 +45,10 @@ def invariant_ids_in_code() -> Dict[str, Set[str]]:
 
 
 def _leading_text(node: ast.expr) -> str:
-    """The literal start of a str or f-string argument ('' for anything else)."""
+    """The literal start of a str or f-string argument, or of the one a label callable
+    (``lambda: f"..."``) returns ('' for anything else)."""
+    if isinstance(node, ast.Lambda):
+        node = node.body
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
