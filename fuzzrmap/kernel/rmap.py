@@ -424,19 +424,23 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
         check.walk_complete(folio, mapped_at_start, visited, locked=folio.lock.owner is t)
 
 
-def _tree_key(avc: AnonVmaChain):
-    """The interval tree's order: a chain's first pgoff (``avc_start_pgoff()``), then its VMA's start."""
-    return (avc.vma.vm_pgoff, avc.vma.vm_start, id(avc.vma))
+def _in_tree_order(chains: List[AnonVmaChain]) -> List[AnonVmaChain]:
+    """The interval tree's in-order sequence: by first pgoff (``avc_start_pgoff()``);
+    an insert goes right of an equal start, so equal starts stay in insertion order."""
+    return sorted(chains, key=lambda avc: avc.vma.vm_pgoff)
 
 
 def anon_vma_interval_tree_next(anon_vma: AnonVma, pgoff: int,
                                 after: Optional[AnonVmaChain]) -> Optional[AnonVmaChain]:
     """The chain after ``after`` (the first when None) in ``anon_vma``'s tree whose VMA covers ``pgoff``."""
-    hits = sorted((avc for avc in anon_vma.rb_root if vma_address(avc.vma, pgoff) is not None), key=_tree_key)
+    tree = _in_tree_order(anon_vma.rb_root)
     if after is None:
-        return hits[0] if hits else None
-    later = [avc for avc in hits if _tree_key(avc) > _tree_key(after)]
-    return later[0] if later else None
+        start = 0
+    elif after in tree:
+        start = tree.index(after) + 1
+    else:  # removed meanwhile (only a walk without the lock sees that): its in-order successor
+        start = next((i for i, avc in enumerate(tree) if avc.vma.vm_pgoff > after.vma.vm_pgoff), len(tree))
+    return next((avc for avc in tree[start:] if vma_address(avc.vma, pgoff) is not None), None)
 
 
 async def rmap_walk(folio: Folio, rwc: RmapWalkControl) -> None:
