@@ -370,6 +370,8 @@ def _layout(timeline: Timeline, compact: bool):
     for item in report.outline(timeline.execution, timeline.race, compact):
         if item.kind == "step":
             lines = report.wrap(item.text, chars, first="", rest="  ")
+            if item.failing:  # the step the page is about: never a one-line sliver when scaled down
+                lines.append(f"!! {timeline.execution.failure.invariant} broken")
         else:
             text = f"... {item.text}" if item.kind == "fold" else item.text
             lines = [text if len(text) <= chars else text[:chars - 1] + "~"]

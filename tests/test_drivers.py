@@ -22,7 +22,7 @@ CASES = [(s, v) for s in ("uffd-move-vs-referenced", "uffd-move-vs-page-idle") f
 def test_trio_and_direct_drivers_produce_identical_traces(scenario, variant):
     sc = registry.get(scenario)
     v = sc.variant(variant)
-    indices = list(range(150))
+    indices = list(range(250))
     direct = list(engine.run_many(sc, v, PCT(5), indices, driver="direct"))
     trio_ = list(engine.run_many(sc, v, PCT(5), indices, driver="trio"))
     assert [e.steps for e in direct] == [e.steps for e in trio_]

@@ -41,9 +41,9 @@ def test_an_unlocked_walker_is_I10b_in_g2_only():
 
 
 def test_in_g2_page_idle_does_not_walk_a_folio_the_mover_holds():
-    """The mover holds F's folio lock from M4: page_idle's trylock fails and it walks nothing."""
+    """The mover holds F's folio lock from M4 (before M7a): page_idle's trylock fails and it walks nothing."""
     scenario = CATALOGUE.compose("page-idle", "uffd-move(src=S)").scenario()
-    legs = [("mover", "M6"), ("reader", None), ("mover", None)]
+    legs = [("mover", "M7a"), ("reader", None), ("mover", None)]
     for variant, walked in (("g2", False), ("fixed", True)):
         execution, _ = run_plan(scenario, scenario.variant(variant), legs)
         assert execution.failure is None

@@ -11,8 +11,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from fuzzrmap import cli, report, show
+from fuzzrmap import cli, engine, report, show
+from fuzzrmap import scenario as registry
 from fuzzrmap.sched import seedfile
+
+from helpers import run_plan
 
 SCENARIO = "uffd-move-vs-page-idle"
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -73,14 +76,20 @@ def test_holds_cover_the_failure(timeline, recorded):
                and h.first <= failure["step"] <= h.last for h in timeline.holds), timeline.holds
 
 
-def test_a_handed_over_rwsem_is_held_from_the_releasers_step(timeline, recorded):
+def test_a_handed_over_rwsem_is_held_from_the_releasers_step(tmp_path):
     """The reader sleeps in down_read(); the mover's up_write() grants it the rwsem in the mover's step."""
-    threads, steps = recorded["threads"], recorded["steps"]
-    reader = threads.index("reader")
-    wake = next(i for i, s in enumerate(steps) if s["task"] == reader and s["label"].endswith("[wakes holding it]"))
+    sc = registry.get(SCENARIO)
+    v = sc.variant("unpatched")
+    # the mover holds the source root for write (M6) when page_idle's reader takes the slow path
+    execution, sched = run_plan(sc, v, [("mover", "M7a"), ("reader", None), ("mover", None)])
+    path = seedfile.write(engine.seed_file_for(sc, v, sched.strategy, execution), tmp_path / "handover.json")
+    timeline = show.record(seedfile.read(path))
+    steps, roles = timeline.execution.steps, timeline.execution.roles
+    reader = roles.index("reader")
+    wake = next(i for i, s in enumerate(steps) if s.task == reader and s.label.endswith("[wakes holding it]"))
     (hold,) = [h for h in timeline.holds
                if h.thread == reader and h.lock == "anon_vma#1.rwsem" and h.first <= wake <= h.last]
-    assert hold.first < wake and threads[steps[hold.first]["task"]] == "mover", hold
+    assert hold.first < wake and roles[steps[hold.first].task] == "mover", hold
 
 
 # -- text ------------------------------------------------------------------------------
