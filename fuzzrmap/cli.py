@@ -894,7 +894,7 @@ def _check_allowed(path: Path, preempted, model: str) -> None:
         p = forbidden[0]
         raise engine.ReplayError(
             f"{shown(str(path))}: its schedule is not allowed under preemption model {model}: "
-            f"step {p.step} switches away from {p.thread} {p.context.where}, which needs {p.needs}"
+            f"step {p.step} switches away from {p.thread} {p.where}, which needs {p.needs}"
             + (f" (and {report.plural(len(forbidden) - 1, 'more preemption')})" if len(forbidden) > 1 else ""))
 
 

@@ -267,7 +267,14 @@ def preemptions(scenario: Scenario, variant: Variant, execution: Execution,
 
     run_one(scenario, variant, Replay(execution.steps), observer=observe, preemption_model=preemption_model)
     roles, steps = execution.roles, execution.steps
-    return [preemption.Preemption(i, roles[steps[i - 1].task], contexts[i - 1]) for i in preemption_steps(execution)]
+
+    def resumed(i: int) -> str:
+        """The label of the step the thread switched away from at step ``i`` ran next."""
+        task = steps[i - 1].task
+        return next((s.label for s in steps[i:] if s.task == task), "")
+
+    return [preemption.Preemption(i, roles[steps[i - 1].task], contexts[i - 1], resumed(i))
+            for i in preemption_steps(execution)]
 
 
 # -- exhaustive search -----------------------------------------------------------------

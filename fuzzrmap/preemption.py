@@ -85,21 +85,27 @@ class Context:
 
 @attrs.frozen
 class Preemption:
-    """Step ``step`` switched away from thread ``thread``, which was at ``context``."""
+    """Step ``step`` switched away from thread ``thread``, which was at ``context``; ``before``
+    is the label of the step the thread ran next, as it ran (empty if it never ran again)."""
 
     step: int
     thread: str
     context: Context
+    before: str = ""
 
     @property
     def needs(self) -> str:
         return self.context.needs
 
     def legend(self) -> str:
-        return f"step {self.step}*: {self.thread} delayed {self.context.where} (needs {self.context.why})"
+        return f"step {self.step}*: {self.thread} delayed {self.where} (needs {self.context.why})"
+
+    @property
+    def where(self) -> str:
+        return f"{self.context.where}, before {self.before}" if self.before else self.context.where
 
     def to_json(self) -> dict:
-        return {"step": self.step, "thread": self.thread, "context": self.context.where,
+        return {"step": self.step, "thread": self.thread, "context": self.context.where, "before": self.before,
                 "needs": self.context.needs, "why": self.context.why}
 
 

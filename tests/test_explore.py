@@ -90,6 +90,11 @@ def test_the_residual_slow_path_window_is_an_unbalanced_unlock():
     assert labels[failure.step].endswith("up_read(anon_vma#3->rwsem)"), "the label names the rwsem released"
     # the run goes on: the read hold S5 took on the re-used slot leaks into the retry
     assert result.failure.consequences[0].invariant == "I1a"
+    # the legend of the reader's last preemption names the step as it ran, not as it looked then
+    sc = registry.get("uffd-move-vs-page-idle-fork")
+    last = engine.preemptions(sc, sc.variant("fixed"), result.failure)[-1]
+    assert last.thread == "reader" and last.before == labels[failure.step], last
+    assert last.legend().startswith(f"step {last.step}*: reader delayed at a preemptible point, before S6")
 
 
 def test_the_fast_path_retry_returns_a_stale_anon_vma_unlocked_and_the_proposed_reset_closes_it():

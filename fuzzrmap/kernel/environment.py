@@ -63,20 +63,19 @@ class KernelEnvironment(Environment):
         return state
 
     def preemption_context(self, state: TaskStruct, op) -> preemption.Context:
-        before = f"before {op.label}"
         spinlocks = [lock.name for lock, mode in state.held if mode == SPIN]
         if spinlocks:
             return preemption.Context(
-                f"holding spinlock {', '.join(spinlocks)}, {before}", preemption.ANYWHERE,
+                f"holding spinlock {', '.join(spinlocks)}", preemption.ANYWHERE,
                 "an interrupt or a vCPU stall: spin_lock() disables preemption")
         if state.rcu_read_lock_nesting:
             return preemption.Context(
-                f"inside an RCU read-side section (nesting {state.rcu_read_lock_nesting}), {before}",
+                f"inside an RCU read-side section (nesting {state.rcu_read_lock_nesting})",
                 preemption.FULL, "CONFIG_PREEMPT_RCU, an interrupt or a vCPU stall")
         if op is state.sleeps_at or (op.ready is not None and op is not state.spins_at):
-            return preemption.Context(f"at a sleeping point, {before}", preemption.NONE,
+            return preemption.Context("at a sleeping point", preemption.NONE,
                                       "nothing special: it may sleep there")
-        return preemption.Context(f"at a preemptible point, {before}", preemption.FULL,
+        return preemption.Context("at a preemptible point", preemption.FULL,
                                   "CONFIG_PREEMPT or an interrupt")
 
     def thread_exit(self, state: TaskStruct) -> None:
