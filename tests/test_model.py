@@ -7,10 +7,13 @@ retries and returns the destination anon_vma instead.
 
 from fuzzrmap import scenario as registry
 from fuzzrmap.kernel.memory import MM, VMA, Folio, folio_mapped, set_pte_at, zap_pte_range
+from fuzzrmap.kernel.rcu import RCU
 from fuzzrmap.kernel.rmap import (
-    RmapWalkControl, anon_vma_alloc, anon_vma_chain_link, anon_vma_lock_read, anon_vma_unlock_read, put_anon_vma,
-    rmap_walk_anon,
+    AnonVma, RmapWalkControl, anon_vma_alloc, anon_vma_chain_link, anon_vma_interval_tree_next, anon_vma_lock_read,
+    anon_vma_unlock_read, put_anon_vma, rmap_walk_anon,
 )
+from fuzzrmap.kernel.slab import Slab
+from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.mmap import do_munmap, vma_lookup
 from fuzzrmap.kernel.memory import PAGE_SIZE
 from fuzzrmap.kernel.userfaultfd import MOVE_V6_8, move_pages
@@ -217,6 +220,23 @@ def test_rmap_walk_reads_the_interval_tree_node_by_node():
     execution, _ = run_threads([walker, linker], legs=legs)
     assert execution.failure is None, execution.failure
     assert visited == ["V1", "V2"]
+
+
+def test_chains_with_one_start_are_walked_in_the_order_they_were_linked():
+    # interval_tree_insert() puts an equal start to the right: the in-order walk
+    # visits equal starts as they were linked (a fork's child VMA at the parent's
+    # address and pgoff comes after the parent); the walk order is the kernel's,
+    # and the same in every run.
+    k = Kernel(anon_vma_cachep=Slab("anon_vma", AnonVma), rcu=RCU())
+    av = k.anon_vma_cachep.kmem_cache_alloc()
+    vmas = [VMA(name, MM(f"mm{name}"), start, pages=1, vm_pgoff=0x10)
+            for name, start in (("C", 0x30000), ("A", 0x10000), ("B", 0x20000))]
+    for vma in vmas:
+        anon_vma_chain_link(vma, av)
+    order, avc = [], None
+    while (avc := anon_vma_interval_tree_next(av, 0x10, avc)) is not None:
+        order.append(avc.vma.name)
+    assert order == ["C", "A", "B"]
 
 
 def _uffd_world(k, into):
