@@ -407,8 +407,10 @@ async def rmap_walk_anon(folio: Folio, rwc: RmapWalkControl) -> None:
     avc = None
     stopped = False  # rmap_one() ended the walk: it has seen what it needs
     while True:
-        await point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start}): next node",
-                    anon_vma.fp_tree_read)
+        next_node = point(fn, f"W3 anon_vma_interval_tree_foreach({anon_vma!r}->rb_root, {pgoff_start}): next node",
+                          anon_vma.fp_tree_read)
+        # after each rmap_one(): cond_resched(), a voluntary preemption point
+        await (next_node if avc is None else sleeping(next_node))
         check.walk_hold_stable(folio, anon_vma, sem, "W3 interval tree walk")
         avc = anon_vma_interval_tree_next(anon_vma, pgoff_start, avc)
         if avc is None:
