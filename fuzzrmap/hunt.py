@@ -65,7 +65,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from fuzzrmap import engine, shrink
+from fuzzrmap import engine, preemption, shrink
 from fuzzrmap import scenario as registry
 from fuzzrmap.actors import Cast, Catalogue, Composition
 from fuzzrmap.hunks import CODE
@@ -430,6 +430,8 @@ class Finding:
     shrunk: dict
     #: compositions in which the same signature was found
     seen_in: List[str]
+    #: the least permissive kernel preemption model under which the shrunk witness runs
+    needs: str
 
     @property
     def preemptions(self) -> int:
@@ -440,7 +442,7 @@ class Finding:
         return {"signature": sig["id"], "invariant": self.signature.invariant, "message": self.message,
                 "actors": list(self.signature.kinds), "composition": self.composition,
                 "racing_pair": sig["racing_pair"], "preemptions": self.preemptions,
-                "preemptions_proved_minimal": self.shrunk["proved"], "needs_preemption": self.preemptions > 0,
+                "preemptions_proved_minimal": self.shrunk["proved"], "needs_preemption": self.needs,
                 "seed_file": str(self.seed_file), "replay": f"fuzzrmap replay {self.seed_file}",
                 "seen_in": self.seen_in}
 
@@ -494,8 +496,7 @@ class HuntResult:
                       "| seed file | replay |", "|---|---|---|---|---|---|---|---|"]
             for f in self.findings:
                 proved = "" if f.shrunk["proved"] else " (not proved minimal)"
-                model = ("any (switches only where threads block)" if f.preemptions == 0 else
-                         "a second CPU, or a preemptible kernel, at the preempted steps")
+                model = preemption.SCOPES[f.needs]
                 lines.append(f"| {f.signature.describe()} | {f.message} | {', '.join(f.signature.kinds)} "
                              f"| `{f.composition}` (+{len(f.seen_in) - 1} more) | {f.preemptions}{proved} "
                              f"| {model} | `{f.seed_file}` | `fuzzrmap replay {f.seed_file}` |")
@@ -615,8 +616,11 @@ def _findings_known(result: HuntResult, store: Store) -> None:
         if not path.exists():
             continue
         seed = seedfile.read(path)
+        scenario = registry.get(seed.scenario)
+        preempted = engine.preemptions(scenario, scenario.variant(seed.variant), engine.replay(seed),
+                                       seed.preemption_model)
         result.findings.append(Finding(sig, witnesses[0][0], seed.failure.message, path, seed.shrink or {},
-                                       [name for name, _ in witnesses]))
+                                       [name for name, _ in witnesses], preemption.strictest(p.needs for p in preempted)))
 
 
 def _run(jobs: int, fn: Callable, arguments: List[tuple], items: Sequence, done: Callable) -> None:
