@@ -203,7 +203,7 @@ def footprint(catalogue: Catalogue, variant: Variant, cast: Cast) -> Footprint:
             continue
         for resource, write in step.footprint:
             if not resource.endswith(":" + role):
-                found[resource] = found.get(resource, False) or write
+                found[resource] = found.get(resource, False) or bool(write)  # an add counts as a write
     return found
 
 

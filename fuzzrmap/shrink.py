@@ -271,11 +271,11 @@ def racing_pair(scenario: Scenario, variant: Variant, execution: Execution) -> O
 _SYNC_SUFFIXES = (".rwsem", ".mmap_lock", ".ptl", ".lock", ".refcount", "._refcount",
                   ".vm_lock", ".vm_lock_seq", ".mm_lock_seq", ".map_changing_lock",
                   ".mm_mt", ".detached")  # VMA lookup and locking: the mm's protocol, not rmap data
-_SYNC_PREFIXES = ("rcu:", "exit:", "slot#")
+_SYNC_PREFIXES = ("rcu:", "exit:", "slot#", "slab.")
 
 
 def _is_data(resource: str) -> bool:
-    return not (resource.endswith(_SYNC_SUFFIXES) or resource.startswith(_SYNC_PREFIXES) or resource == "slab")
+    return not (resource.endswith(_SYNC_SUFFIXES) or resource.startswith(_SYNC_PREFIXES))
 
 
 def _first_deciding_pair(scenario, variant, execution, data_only: bool) -> Optional[Tuple[int, int]]:

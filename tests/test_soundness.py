@@ -15,6 +15,7 @@ from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.locking import spinlock
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.rmap import put_anon_vma
+from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SlotState, slot_resource
 from fuzzrmap.sched.api import TRACKED, FootprintError, point, reads, wait_until
 
@@ -251,3 +252,149 @@ def test_nested_rcu_sections_and_grace_periods():
 def clean(outcomes):
     """The final states of the executions that ended without a violation."""
     return {state for state, invariant in outcomes if invariant is None}
+
+
+# -- rwsem readers: their acquires and releases commute (ADD) --------------------------------
+
+def rwsem_program(seed):
+    """2 threads of 1-2 operations, or 3 of one, on one kernel rwsem around a shared cell: blocking and
+    trylock readers, writers, a downgrade, ``rwsem_is_locked()`` and a stray ``up_read()`` by a
+    task that does not hold the lock (I7, after which the run goes on with a corrupted count)."""
+    rng = random.Random(seed)
+    kinds = ["read", "read", "try-read", "write", "downgrade", "is-locked", "stray-up"]
+    n_threads = rng.choice([2, 3, 3])
+    plans = [[rng.choice(kinds) for _ in range(rng.randint(1, 2 if n_threads == 2 else 1))]
+             for _ in range(n_threads)]
+
+    def threads(k):
+        sem = RWSem("sem")
+        cell = tiny.Cell("x")
+        log = []
+
+        def body(t, ops):
+            fn = f"t{t}"
+
+            async def read_section(what):
+                await point(fn, f"{what}: read x", TRACKED)
+                log.append((t, what, cell.value))
+                await point(fn, "up_read", sem._fp_read)
+                sem.up_read()
+
+            async def run():
+                for op in ops:
+                    if op == "read":
+                        await sem.down_read(fn, "down_read")
+                        await read_section("read")
+                    elif op == "try-read":
+                        await point(fn, "down_read_trylock", sem._fp_read)
+                        if sem.down_read_trylock():
+                            await read_section("try")
+                        else:
+                            log.append((t, "try failed"))
+                    elif op in ("write", "downgrade"):
+                        await sem.down_write(fn, "down_write")
+                        await point(fn, "x += 1", TRACKED)
+                        cell.value += 1
+                        if op == "write":
+                            await point(fn, "up_write", sem._fp)
+                            sem.up_write()
+                        else:
+                            await point(fn, "downgrade_write", sem._fp)
+                            sem.downgrade_write()
+                            await read_section("downgraded")
+                    elif op == "is-locked":
+                        await point(fn, "rwsem_is_locked", reads("sem"))
+                        log.append((t, "locked", sem.is_locked()))
+                    else:
+                        await point(fn, "up_read without the lock", sem._fp_read)
+                        sem.up_read()
+            return run
+
+        def final():
+            return (tuple(sorted(log)), sem.count_readers, sem.writer is not None,
+                    tuple(sorted(h.comm for h in sem.holders)), len(sem.waiters))
+
+        return [(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)], final
+
+    return tiny._program(f"rwsem-{seed}", threads)
+
+
+def every_failure(scenario, reduction):
+    """(final state, every failure of the run with its message) of each execution."""
+    seen = set()
+
+    def record(execution, sched):
+        failures = ((execution.failure,) if execution.failure else ()) + tuple(execution.consequences)
+        seen.add((sched.world.world.final_state(), tuple((f.invariant, f.message) for f in failures)))
+
+    result = engine.explore(scenario, scenario.variants[0], reduction=reduction, stop_on_failure=False,
+                            on_execution=record, check_footprints=True)
+    assert result.complete
+    return result, seen
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rwsem_programs_match_naive(seed):
+    scenario = rwsem_program(seed)
+    naive, naive_seen = every_failure(scenario, reduction=False)
+    reduced, reduced_seen = every_failure(scenario, reduction=True)
+    assert reduced_seen == naive_seen
+    assert reduced.executions <= naive.executions
+
+
+def test_two_readers_and_a_writer():
+    """The readers' acquires and releases commute; the writer's place among them does not."""
+    def threads(k):
+        sem = RWSem("sem")
+        cell = tiny.Cell("x")
+        log = []
+
+        def reader(name):
+            async def body():
+                await sem.down_read(name, "down_read")
+                await point(name, "read x", TRACKED)
+                log.append((name, cell.value))
+                await point(name, "up_read", sem._fp_read)
+                sem.up_read()
+            return body
+
+        async def writer():
+            await sem.down_write("w", "down_write")
+            await point("w", "x = 1", TRACKED)
+            cell.value = 1
+            await point("w", "up_write", sem._fp)
+            sem.up_write()
+
+        return ([("r1", reader("r1")), ("r2", reader("r2")), ("w", writer)],
+                lambda: (tuple(sorted(log)), sem.count_readers, sem.writer is not None))
+
+    scenario = tiny._program("tiny-two-readers-writer", threads)
+    naive, naive_seen = every_failure(scenario, reduction=False)
+    reduced, reduced_seen = every_failure(scenario, reduction=True)
+    assert reduced_seen == naive_seen
+    assert {state[0] for state, _ in naive_seen} == {(("r1", 0), ("r2", 0)), (("r1", 0), ("r2", 1)),
+                                                     (("r1", 1), ("r2", 0)), (("r1", 1), ("r2", 1))}
+
+
+def test_two_readers_alone_need_one_execution():
+    """Each reader takes and drops the rwsem twice, a blocking and a trylock acquire: one trace."""
+    def threads(k):
+        sem = RWSem("sem")
+
+        def reader(name):
+            async def body():
+                for _ in range(2):
+                    await sem.down_read(name, "down_read")
+                    await point(name, "up_read", sem._fp_read)
+                    sem.up_read()
+                await point(name, "down_read_trylock", sem._fp_read)
+                assert sem.down_read_trylock()
+                await point(name, "up_read", sem._fp_read)
+                sem.up_read()
+            return body
+
+        return [("r1", reader("r1")), ("r2", reader("r2"))], lambda: sem.count_readers
+
+    scenario = tiny._program("tiny-two-readers", threads)
+    result = engine.explore(scenario, scenario.variants[0])
+    assert (result.executions, result.pruned, result.complete) == (1, 0, True)

@@ -149,7 +149,7 @@ async def handle_write_fault(mm: MM, vma: VMA, addr: int, copy_name: str, folios
     result = "none"
     if vma in mm.mm_mt:
         result = await do_wp_page(vma, addr, copy_name, folios)
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     return result
 
@@ -160,7 +160,7 @@ async def handle_first_fault(mm: MM, vma: VMA, addr: int, name: str, folios: Lis
     await point(fn, f"find_vma({vma.name})", reads(mm.mt_resource))
     if vma in mm.mm_mt:
         await do_anonymous_page(vma, addr, name, folios)
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
 
 

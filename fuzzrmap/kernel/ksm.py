@@ -112,7 +112,7 @@ async def ksm_merge(mm: MM, vma: VMA, addr: int, folio: Folio) -> int:
     if mapped:
         folio_get(folio)
     vma.ptl.unlock()
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     if not mapped:
         return EFAULT
@@ -130,7 +130,7 @@ async def ksm_merge(mm: MM, vma: VMA, addr: int, folio: Folio) -> int:
                         f"rmap_item->anon_vma = {vma.anon_vma!r}; get_anon_vma()", vma.anon_vma.fp_refcount)
             item.anon_vma = vma.anon_vma
             get_anon_vma(vma.anon_vma)
-    await point("try_to_merge_with_ksm_page", "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point("try_to_merge_with_ksm_page", "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
 
     if err == 0:
@@ -159,7 +159,7 @@ async def rmap_walk_ksm(folio: Folio, rwc: RmapWalkControl) -> None:
     for search_new_forks in (False, True):
         for item in list(stable_node.hlist):
             anon_vma = item.anon_vma
-            await point(fn, f"anon_vma_trylock_read({anon_vma!r})", anon_vma.root.rwsem._fp)
+            await point(fn, f"anon_vma_trylock_read({anon_vma!r})", anon_vma.root.rwsem._fp_read)
             check.anon_vma_access(anon_vma, "rmap_walk_ksm: anon_vma_trylock_read")
             if not anon_vma.root.rwsem.down_read_trylock():
                 if rwc.try_lock:

@@ -44,12 +44,12 @@ async def madvise_dontneed(mm: MM, vma: VMA) -> int:
     await mm.mmap_lock.down_read(fn, "mmap_read_lock(mm)")
     await point(fn, f"find_vma({vma.name})", reads(mm.mt_resource))
     if vma not in mm.mm_mt:
-        await point(fn, "mmap_read_unlock(mm): -ENOMEM", mm.mmap_lock._fp)
+        await point(fn, "mmap_read_unlock(mm): -ENOMEM", mm.mmap_lock._fp_read)
         mm.mmap_lock.up_read()
         return ENOMEM
     zapped = await zap_pte_range(vma)  # zap_page_range_single() -> unmap_single_vma()
     await tlb_finish_mmu(zapped, "zap_page_range_single")
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     return 0
 
@@ -63,7 +63,7 @@ async def exit_mmap(mm: MM) -> None:
     zapped: List[Folio] = []
     for vma in vmas:
         zapped += await zap_pte_range(vma)
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     await mm.mmap_lock.down_write(fn, "mmap_write_lock(mm)")
     await point(fn, "free_pgtables(): the VMAs of the mm", reads(mm.mt_resource))

@@ -98,7 +98,7 @@ def vma_start_read(vma: VMA) -> bool:
 
 
 async def vma_end_read(vma: VMA, func: str) -> None:
-    await point(func, f"vma_end_read({vma.name})", vma.vm_lock._fp)
+    await point(func, f"vma_end_read({vma.name})", vma.vm_lock._fp_read)
     vma.vm_lock.up_read()
 
 
@@ -111,7 +111,7 @@ async def lock_vma_under_rcu(mm: MM, address: int, func: str) -> Optional[VMA]:
         rcu_read_unlock()
         return None
     await point(func, f"lock_vma_under_rcu: vma_start_read({vma.name})",
-                vma.vm_lock._fp + reads(mm.seq_resource, f"{vma.name}.vm_lock_seq"))
+                vma.vm_lock._fp_read + reads(mm.seq_resource, f"{vma.name}.vm_lock_seq"))
     if not vma_start_read(vma):
         rcu_read_unlock()
         return None
@@ -153,7 +153,7 @@ async def do_munmap(mm: MM, vma: VMA) -> None:
     await unmap_region(vma)
     await point(fn, f"remove_vma({vma.name})", writes(f"{vma.name}.anon_vma", mm.vmas_resource))
     mm.vmas.remove(vma)
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
 
 

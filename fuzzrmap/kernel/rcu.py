@@ -22,7 +22,7 @@ from typing import List, Tuple
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
-from fuzzrmap.kernel.slab import SLAB
+from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_WAITING
 from fuzzrmap.sched.api import point, reads, touch, wait_until, writes
 
 
@@ -77,16 +77,18 @@ async def rcu_gp_kthread() -> None:
     """Release freed anon_vma slab memory one grace period after the free.
 
     A daemon: it sleeps until an object is freed, so its wait reads only the
-    slab, and the schedule ends when the other threads have returned and it
-    has nothing left to do.
+    slab's frees waiting for a grace period, and the schedule ends when the
+    other threads have returned and it has nothing left to do.
     """
     fn = "rcu_gp_kthread"
     cachep = current().kernel.anon_vma_cachep
     reclaimed = 0
     while True:
-        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed, reads(SLAB))
+        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed,
+                         reads(SLAB_WAITING))
         batch = cachep.unreclaimed()
         await synchronize_rcu(fn)
-        await point(fn, "free slab pages of anon_vmas freed before the grace period", writes(SLAB))
+        await point(fn, "free slab pages of anon_vmas freed before the grace period",
+                    writes(SLAB_WAITING, SLAB_FREELIST))
         cachep.release_pages(batch)
         reclaimed = batch

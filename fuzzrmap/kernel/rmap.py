@@ -37,7 +37,7 @@ from fuzzrmap.kernel.memory import VMA, Folio, folio_mapcount, folio_mapped, map
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.kernel.slab import SlabObject
+from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SLAB_WAITING, SlabObject
 from fuzzrmap.kernel.task import current, sleeping
 from fuzzrmap.sched.api import TRACKED, point, reads, touch, writes
 
@@ -113,7 +113,8 @@ async def anon_vma_alloc(func: str) -> AnonVma:
     slab constructor ``anon_vma_ctor()`` set it once per object, and a freed
     anon_vma's tree is empty."""
     k = current().kernel
-    await sleeping(point(func, "anon_vma = kmem_cache_alloc(anon_vma_cachep, GFP_KERNEL)", writes("slab")))
+    await sleeping(point(func, "anon_vma = kmem_cache_alloc(anon_vma_cachep, GFP_KERNEL)",
+                               writes(SLAB_FREELIST, SLAB_SLOTS)))
     anon_vma = k.anon_vma_cachep.kmem_cache_alloc()
     await point(func, f"atomic_set(&{anon_vma!r}->refcount, 1)", anon_vma.fp_refcount)
     anon_vma.refcount.atomic_set(1)
@@ -163,7 +164,8 @@ async def anon_vma_free(anon_vma: AnonVma) -> None:
     if _root(anon_vma).rwsem.is_locked():
         await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
         await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
-    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})", writes("slab"))
+    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})",
+                writes(SLAB_FREELIST, SLAB_WAITING))
     k = current().kernel
     check.anon_vma_freed(anon_vma, k.rcu.tasks)
     k.anon_vma_cachep.kmem_cache_free(anon_vma)
@@ -296,7 +298,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
         await point(fn, lambda: f"L3 root_anon_vma = READ_ONCE({anon_vma!r}->root)", anon_vma.fp_root)
         check.anon_vma_access(anon_vma, "L3 READ_ONCE(anon_vma->root)", idiom=True)
         root_anon_vma = anon_vma.root
-        await point(fn, lambda: f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+        await point(fn, lambda: f"L4 down_read_trylock({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp_read)
         check.anon_vma_access(root_anon_vma, "L4 down_read_trylock", idiom=True)
         if root_anon_vma.rwsem.down_read_trylock():
             if FAST_RECHECK.on:
@@ -305,7 +307,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 await point(fn, "L5 READ_ONCE(folio->mapping) != anon_mapping", reads("folio.mapping"))
                 if folio.mapping is not anon_mapping:
                     await point(fn, lambda: f"L5 up_read({root_anon_vma!r}->rwsem); rcu_read_unlock(); goto retry",
-                                root_anon_vma.rwsem._fp)
+                                root_anon_vma.rwsem._fp_read)
                     check.anon_vma_access(root_anon_vma, "L5 up_read", idiom=True)
                     root_anon_vma.rwsem.up_read()
                     rcu_read_unlock()
@@ -316,7 +318,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             # anon_vma, and holding the mutex ensures that it will not go away.
             await point(fn, "L6 folio_mapped(folio)", reads("folio.mapcount"))
             if not folio_mapped(folio):
-                await point(fn, lambda: f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp)
+                await point(fn, lambda: f"L6 up_read({root_anon_vma!r}->rwsem)", root_anon_vma.rwsem._fp_read)
                 check.anon_vma_access(root_anon_vma, "L6 up_read", idiom=True)
                 root_anon_vma.rwsem.up_read()
                 anon_vma = None

@@ -41,6 +41,26 @@ Blocking acquires are scheduler waits; the checker sees every acquire and
 release: an up by a task that does not hold the lock is I7, a sleep inside an
 RCU read-side section or under a spinlock, or on a lock the thread already
 holds, is I8.
+
+Footprints.  A reader's acquire (``down_read()``'s fast path, a successful
+``down_read_trylock()``) and a holder's ``up_read()`` record an *add*
+(:data:`~fuzzrmap.sched.api.ADD`) of the rwsem when no writer holds it, no
+task waits and the count covers the holders; every other operation records a
+write, a failed trylock or ``rwsem_is_locked()`` a read.  Two such adds by
+different tasks commute, so the exhaustive search need not order two readers:
+in a state where the first add's condition holds, neither add changes the
+writer or the wait list, an acquire adds one to the count and to the holders,
+a release takes one from each (the count stays at or above the number of
+holders, so never below zero: an acquire still succeeds after a release);
+neither changes whether the other task holds the lock, and with no waiter a
+release wakes nobody.  So the second add's condition holds before the first,
+each does the same in both orders, and both orders end in the same count,
+the same set of holders and ``reader_owned`` set if either acquired.  Only the
+order of the checker's ``holders`` list differs, and nothing reads that order
+(the I7x report names the holders sorted).  An I7 release by a task that
+does not hold the lock leaves the count below the holders: from then on the
+rwsem's reader steps are writes again.  Waits and the steps of a slow path
+declare a write: their predicates read the count and the wait list.
 """
 
 from __future__ import annotations
@@ -50,7 +70,7 @@ from typing import Deque, List, Optional, Tuple
 
 from fuzzrmap.check import SAFETY, report, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
-from fuzzrmap.sched.api import point, touch, wait_until, writes
+from fuzzrmap.sched.api import ADD, adds, point, touch, wait_until, writes
 
 READ = "read"
 WRITE = "write"
@@ -69,7 +89,8 @@ MAP_CHANGING_CLASS = "ctx->map_changing_lock"
 
 
 class RWSem:
-    __slots__ = ("name", "lock_class", "writer", "count_readers", "reader_owned", "holders", "waiters", "_fp")
+    __slots__ = ("name", "lock_class", "writer", "count_readers", "reader_owned", "holders", "waiters", "_fp",
+                 "_fp_read")
 
     def __init__(self, name: str, lock_class: str = ANON_VMA_CLASS) -> None:
         self.name = name
@@ -83,7 +104,11 @@ class RWSem:
         #: checker: the tasks that acquired it for read (the kernel does not know them)
         self.holders: List[TaskStruct] = []
         self.waiters: Deque[Tuple[TaskStruct, str]] = deque()
+        #: the declared footprint of a step that may write the rwsem
         self._fp = writes(name)
+        #: the declared footprint of a reader's acquire or release (it records a write itself
+        #: when it does not commute with other readers)
+        self._fp_read = adds(name)
 
     def __repr__(self) -> str:
         return f"rwsem({self.name})"
@@ -97,13 +122,19 @@ class RWSem:
         """``count & RWSEM_LOCK_MASK``."""
         return self.writer is not None or self.count_readers != 0
 
+    def _touch_reader_step(self, releasing: Optional[TaskStruct] = None) -> None:
+        """Record a reader's acquire, or ``releasing``'s up_read, before it changes anything:
+        an add when it commutes with every other reader step (see the module notes), else a write."""
+        quiet = self.writer is None and not self.waiters and self.count_readers >= len(self.holders)
+        touch(self.name, ADD if quiet and (releasing is None or releasing in self.holders) else True)
+
     # -- non-blocking operations (one step of the caller) ---------------------
     def down_read_trylock(self) -> bool:
-        """Footprint: writes the rwsem when it succeeds, only reads it when it fails."""
+        """Footprint: adds to or writes the rwsem when it succeeds, only reads it when it fails."""
         if self._read_failed():
             touch(self.name, False)
             return False
-        touch(self.name, True)
+        self._touch_reader_step()
         self.count_readers += 1
         self._grant(current(), READ)
         return True
@@ -119,7 +150,7 @@ class RWSem:
     def up_read(self) -> None:
         """``__up_read()``: drop one reader bias, whoever holds it; wake if that freed the lock."""
         t = current()
-        touch(self.name, True)
+        self._touch_reader_step(releasing=t)
         if t in self.holders:
             self.holders.remove(t)
             t.held.remove((self, READ))
@@ -161,9 +192,10 @@ class RWSem:
     # -- blocking operations ----------------------------------------------------
     async def down_read(self, func: str, label: str) -> None:
         might_sleep(f"down_read({self.name})")
-        await sleeping(point(func, label, self._fp))
+        await sleeping(point(func, label, self._fp_read))
         # rwsem_read_trylock(): the bias goes in first, whatever the count says.
         t = current()
+        self._touch_reader_step()
         self.count_readers += 1
         rcnt = self.count_readers
         if not self._read_failed():
@@ -219,7 +251,8 @@ class RWSem:
         """Checker bookkeeping of an acquire; a reader and a writer inside together is I7x."""
         if mode == WRITE:
             if self.holders:
-                report("I7x", SAFETY, f"{t.comm} takes {self.name} for write while {self.holders[0].comm} "
+                readers = ", ".join(sorted(h.comm for h in self.holders))
+                report("I7x", SAFETY, f"{t.comm} takes {self.name} for write while {readers} "
                                       f"holds it for read (the count says it is free)")
             self.writer = t
             self.reader_owned = False

@@ -34,6 +34,13 @@ Touching a GONE slot is a use-after-free (I5a).  Simplification: each slot
 sits on its own slab page, so without the debug option a page is released as
 soon as its one object has been free for a full grace period, and a released
 slot is never reused.
+
+Footprints name the cache's parts apart, so that the exhaustive search
+orders only what really depends: the freelist (what an allocation takes), the
+list of frees waiting for a grace period (what the RCU thread waits on), the
+set of slots (what a fresh allocation extends) and each slot's state.  An
+allocation from an empty freelist reads the freelist and adds a slot: it
+commutes with the RCU thread waiting for, or starting, a grace period.
 """
 
 from __future__ import annotations
@@ -45,7 +52,11 @@ from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.hunks import CONFIG, hunk
 from fuzzrmap.sched.api import touch
 
-SLAB = "slab"
+#: footprint names: ``kmem_cache_alloc()`` takes from the freelist or adds a slot, a free
+#: and a grace period's release change the freelist and the frees waiting for a grace period
+SLAB_FREELIST = "slab.freelist"
+SLAB_WAITING = "slab.waiting"
+SLAB_SLOTS = "slab.slots"
 
 SLUB_RCU_DEBUG = hunk("slab.CONFIG_SLUB_RCU_DEBUG",
                       "every free from a SLAB_TYPESAFE_BY_RCU cache waits a grace period before the "
@@ -95,22 +106,26 @@ class Slab(Generic[T]):
         self.frees = 0
 
     def kmem_cache_alloc(self) -> T:
-        touch(SLAB, True)
         if self.freelist:
+            touch(SLAB_FREELIST, True)
             obj = self.freelist.pop()
-            if obj in self.waiting:
+            reused_before_grace_period = obj in self.waiting
+            touch(SLAB_WAITING, reused_before_grace_period)
+            if reused_before_grace_period:
                 self.waiting.remove(obj)
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
             touch(slot_resource(obj.slot), True)
             return obj
+        touch(SLAB_FREELIST, False)
+        touch(SLAB_SLOTS, True)
         obj = self.ctor(len(self.slots) + 1)
         obj.init_slab(len(self.slots) + 1)
         self.slots.append(obj)
         return obj
 
     def kmem_cache_free(self, obj: T) -> None:
-        touch(SLAB, True)
+        touch(SLAB_WAITING, True)
         touch(slot_resource(obj.slot), True)
         if obj.slab_state is not SlotState.LIVE:
             raise violation("I5d", SAFETY, f"kmem_cache_free of {obj!r}, which is already {obj.slab_state.value}")
@@ -119,12 +134,13 @@ class Slab(Generic[T]):
         obj.free_seq = self.frees
         self.waiting.append(obj)
         if not SLUB_RCU_DEBUG.on:
+            touch(SLAB_FREELIST, True)
             self.freelist.append(obj)
 
     # -- what the RCU grace-period thread does for this cache ---------------
     def unreclaimed(self) -> int:
         """Sequence number of the newest free not yet covered by a grace period (0: none)."""
-        touch(SLAB, False)
+        touch(SLAB_WAITING, False)
         return self.waiting[-1].free_seq if self.waiting else 0
 
     def release_pages(self, freed_up_to: int) -> None:
@@ -133,8 +149,10 @@ class Slab(Generic[T]):
         Objects freed before it are GONE: released with their slab page (taken
         off the freelist), or, when they waited for this grace period
         (SLUB_RCU_DEBUG), poisoned and put on the freelist."""
-        touch(SLAB, True)
+        touch(SLAB_WAITING, True)
         covered = [obj for obj in self.waiting if obj.free_seq <= freed_up_to]
+        if covered:
+            touch(SLAB_FREELIST, True)
         self.waiting = [obj for obj in self.waiting if obj.free_seq > freed_up_to]
         for obj in covered:
             touch(slot_resource(obj.slot), True)

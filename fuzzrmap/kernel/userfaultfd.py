@@ -252,13 +252,13 @@ async def uffd_lock_vma(mm: MM, address: int, func: str):
         await vma_end_read(vma, func)
     await mm.mmap_lock.down_read(func, "uffd_lock_vma: mmap_read_lock(mm)")
     await point(func, f"uffd_lock_vma: find_vma_and_prepare_anon({address:#x}); vma_start_read_locked()",
-                reads(mm.mt_resource, "slab"))
+                reads(mm.mt_resource))
     vma = vma_lookup(mm, address)
     err = ENOENT
     if vma is not None:
         assert vma.anon_vma is not None, "scenarios give the VMAs they move into an anon_vma"
         err = 0 if vma.vm_lock.down_read_trylock() else EAGAIN
-    await point(func, "uffd_lock_vma: mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(func, "uffd_lock_vma: mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     return err, (vma if not err else None)
 
@@ -285,7 +285,7 @@ async def uffd_move_lock(mm: MM, dst_start: int, src_start: int):
         dst_vma.vm_lock.down_read_trylock()
         if src_vma is not dst_vma:
             src_vma.vm_lock.down_read_trylock()
-    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+    await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
     mm.mmap_lock.up_read()
     return err, dst_vma, src_vma
 
@@ -334,10 +334,10 @@ async def move_pages(ctx: UserfaultfdCtx, dst_start: int, src_start: int, length
                 break
     # out_unlock:
     if MOVE_V6_8.on:
-        await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp)
+        await point(fn, "mmap_read_unlock(mm)", mm.mmap_lock._fp_read)
         mm.mmap_lock.up_read()
     else:
-        await point(fn, "up_read(&ctx->map_changing_lock)", ctx.map_changing_lock._fp)
+        await point(fn, "up_read(&ctx->map_changing_lock)", ctx.map_changing_lock._fp_read)
         ctx.map_changing_lock.up_read()
         await uffd_move_unlock(dst_vma, src_vma)
     return moved if moved else err

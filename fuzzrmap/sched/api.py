@@ -17,9 +17,19 @@ There are two kinds of op, and one awaitable for each:
 
 Every op carries the kernel function it belongs to, a step label from the
 model specification and a *footprint*: the shared resources the step will read
-or write, as ``(resource, is_write)`` pairs.  Footprints describe the step that
+or write, as ``(resource, access)`` pairs, the access ``False`` (a read),
+``True`` (a write) or :data:`ADD`.  Footprints describe the step that
 follows the yield point, up to the next one; a wait's footprint also names
 what its ``ready`` predicate reads.
+
+:data:`ADD` is a write that commutes with every other add of the same
+resource: two steps that each add to it conflict with neither order, a read
+or a write of it conflicts with both.  A primitive records an add only in a
+state where the two orders of any two adds reach the same state and each add
+does the same in both (an rwsem's reader acquire and release with no writer
+and no waiter, :mod:`fuzzrmap.kernel.rwsem`); elsewhere it records a write.
+A yield point may declare an add for such a step; exhaustive search takes a
+declared add of a step that has not run (a pending step) as a write.
 
 Exhaustive search trusts footprints to decide which steps commute, so an
 unknown one must never look independent.  Three ways to give one:
@@ -46,8 +56,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Tuple, Union
 
-Footprint = Tuple[Tuple[str, bool], ...]
+#: an access: ``False`` (read), ``True`` (write) or :data:`ADD`
+Access = Union[bool, str]
+Footprint = Tuple[Tuple[str, Access], ...]
 
+#: The access of a step that adds to a resource: conflicts with reads and writes, not with other adds.
+ADD = "add"
 #: The universal resource: a step that writes it conflicts with every step.
 ANY = "*"
 UNKNOWN: Footprint = ((ANY, True),)
@@ -137,10 +151,24 @@ def writes(*resources: str) -> Footprint:
     return fp
 
 
+def adds(*resources: str) -> Footprint:
+    """The footprint of a step that adds to ``resources`` (:data:`ADD`; built once per set of names)."""
+    fp = _ADDS.get(resources)
+    if fp is None:
+        fp = _ADDS[resources] = tuple([(r, ADD) for r in resources])
+    return fp
+
+
+def clash(a: Access, b: Access) -> bool:
+    """Whether two accesses of one resource conflict: one of them writes, and they are not two adds."""
+    return bool(a or b) and not (a == ADD and b == ADD)
+
+
 # Footprints are immutable and resource names come from model object names, so
 # these caches stay as small as the set of distinct footprints a model declares.
 _READS: Dict[Tuple[str, ...], Footprint] = {}
 _WRITES: Dict[Tuple[str, ...], Footprint] = {}
+_ADDS: Dict[Tuple[str, ...], Footprint] = {}
 
 
 class _Running:
@@ -161,16 +189,16 @@ class _Running:
 RUNNING = _Running()
 
 
-def touch(resource: str, write: bool) -> None:
+def touch(resource: str, write: Access) -> None:
     """Primitives report each access to shared state (recorded only when footprints are)."""
     touched = RUNNING.touched
     if touched is not None:
         touched.append((resource, write))
 
 
-def covers(footprint: Footprint, resource: str, write: bool) -> bool:
-    """Whether ``footprint`` allows the access (a declared write covers a read)."""
-    return any(r == ANY or (r == resource and (w or not write)) for r, w in footprint)
+def covers(footprint: Footprint, resource: str, write: Access) -> bool:
+    """Whether ``footprint`` allows the access (a declared write covers any access, a declared add an add)."""
+    return any(r == ANY or (r == resource and (w is True or w == write)) for r, w in footprint)
 
 
 def _touch_checked(resource: str, write: bool) -> None:

@@ -19,6 +19,8 @@ from typing import Optional, Tuple
 
 import attrs
 
+from fuzzrmap.sched.api import Footprint
+
 SAFETY = "SAFETY"
 ACCURACY = "ACCURACY"
 LIVENESS = "LIVENESS"
@@ -26,7 +28,7 @@ LIVENESS = "LIVENESS"
 
 class Step:
     """One decision.  ``footprint`` is the released step's accesses,
-    ``(resource, is_write)`` pairs; it is derived from the model on every run,
+    ``(resource, access)`` pairs; it is derived from the model on every run,
     not stored in seed files and not compared.
 
     A plain slotted class rather than an attrs record: one is built per
@@ -37,7 +39,7 @@ class Step:
     __slots__ = ("task", "func", "label", "enabled", "footprint")
 
     def __init__(self, task: int, func: str, label: str, enabled: Tuple[int, ...],
-                 footprint: Tuple[Tuple[str, bool], ...] = ()) -> None:
+                 footprint: Footprint = ()) -> None:
         self.task = task
         self.func = func
         self.label = label

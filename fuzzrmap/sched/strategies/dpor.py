@@ -66,7 +66,7 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
-from fuzzrmap.sched.api import ANY, RUNNING, Footprint, ModelError
+from fuzzrmap.sched.api import ADD, ANY, RUNNING, Footprint, ModelError, clash
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import Execution
 
@@ -76,13 +76,14 @@ class Prune(Exception):
 
 
 def conflicting(a: Footprint, b: Footprint) -> bool:
-    """Two footprints conflict when they share a resource and one of them writes it.
+    """Two footprints conflict when they share a resource and one of them writes it
+    (two adds do not conflict, :data:`~fuzzrmap.sched.api.ADD`).
 
     A write of :data:`ANY` conflicts with every non-empty footprint.
     """
     for res, w in a:
         for res2, w2 in b:
-            if (res == res2 and (w or w2)) or (res == ANY and w) or (res2 == ANY and w2):
+            if (res == res2 and clash(w, w2)) or (res == ANY and w) or (res2 == ANY and w2):
                 return True
     return False
 
@@ -263,10 +264,14 @@ class Explore(Strategy):
             self._races(events, len(steps), len(execution.roles))
 
     def _pending(self) -> List[Event]:
-        """The steps the parked threads would take next (their predicate reads recorded now)."""
+        """The steps the parked threads would take next (their predicate reads recorded now).
+
+        A declared add counts as a write: whether the step would add depends
+        on the state it would run in.
+        """
         pending = []
         for tid, op in self._parked:
-            footprint = op.footprint
+            footprint = tuple([(r, True if w == ADD else w) for r, w in op.footprint])
             if op.ready is not None:
                 RUNNING.touched = []
                 try:
@@ -342,7 +347,7 @@ class Explore(Strategy):
         else:
             for res, w in ev.footprint:
                 for j, wj in accesses.get(res, ()):
-                    if (w or wj) and events[j].task != t:
+                    if clash(w, wj) and events[j].task != t:
                         found.add(j)
         return sorted(found, reverse=True)
 
