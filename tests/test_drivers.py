@@ -100,3 +100,21 @@ def test_model_code_that_awaits_trio_is_refused():
 
     with pytest.raises(ModelError, match="not a fuzzrmap yield point"):
         run_threads([foreign])
+
+
+def test_leaving_a_trio_loop_early_stops_its_run():
+    import threading
+
+    sc = registry.get("uffd-move-vs-referenced")
+    v = sc.variant("fixed")
+    ended = []
+
+    def done(sched):
+        ended.append(sched)
+        return engine.finish(sched)
+
+    for taken, _ in enumerate(engine.run_many(sc, v, RandomWalk(1), range(100_000), "trio", done=done), 1):
+        if taken == 3:
+            break
+    assert not [t for t in threading.enumerate() if t.name == "fuzzrmap-trio"]
+    assert len(ended) < 1000  # the run stopped soon after the caller left, not after 100000 schedules
