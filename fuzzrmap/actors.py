@@ -207,6 +207,6 @@ class Composition:
 def _body(cast: Cast, world: Any) -> Callable[[], Coroutine]:
     kwargs = dict(cast.args)
 
-    async def body():
-        await cast.actor.run(world, **kwargs)
+    def body() -> Coroutine:
+        return cast.actor.run(world, **kwargs)  # the actor's own coroutine: no wrapper to pass through per step
     return body

@@ -110,24 +110,21 @@ def run_one(scenario: Scenario, variant: Variant, strategy: Strategy, index: int
     return finish(sched)
 
 
-#: schedules per ``trio.run`` in :func:`run_many` (starting one costs about a schedule)
-TRIO_BATCH = 64
-
-
 def run_many(scenario: Scenario, variant: Variant, strategy: Strategy, indices: Iterable[int],
              driver: str = "direct", done: Callable[[Scheduler], T] = finish,
              preemption_model: str = preemption.DEFAULT) -> Iterator[T]:
     """``done(sched)`` of each schedule of ``indices``, in order (by default its execution).
 
     ``done`` runs as each schedule ends, before the next one begins, so it
-    sees the strategy as that schedule left it.
+    sees the strategy as that schedule left it.  On trio, the schedules run
+    in a thread of their own while the caller iterates
+    (:func:`~fuzzrmap.sched.drivers.run_trio`): the caller runs no model code
+    of its own until it leaves the loop.
     """
     indices = list(indices)
     if driver == "trio":
-        for first in range(0, len(indices), TRIO_BATCH):
-            batch = indices[first:first + TRIO_BATCH]
-            yield from drivers.run_trio((_preparer(scenario, variant, strategy, i, preemption_model)
-                                         for i in batch), done)
+        yield from drivers.run_trio((_preparer(scenario, variant, strategy, i, preemption_model)
+                                     for i in indices), done)
         return
     for i in indices:
         sched = prepare(scenario, variant, strategy, i, preemption_model=preemption_model)

@@ -64,6 +64,19 @@ def test_same_seed_same_schedules_other_seed_other_schedules():
     assert engine.run_one(sc, v, RandomWalk(1), 7).steps == a[7]
 
 
+def test_a_random_walk_picks_what_random_choice_picks():
+    # seed files written before the draw was inlined still replay the same schedules
+    import random
+
+    walk = RandomWalk(4)
+    for index in range(30):
+        walk.begin(index)
+        rng = random.Random((4 << 32) ^ index)
+        for n in (2, 3, 4, 5, 7, 8, 9):
+            enabled = tuple(range(10, 10 + n))
+            assert walk.next_task(enabled, None, 0) == rng.choice(enabled)
+
+
 def test_a_retry_loop_that_never_ends_is_a_livelock_not_a_hang():
     def spinner(k):
         async def body():
@@ -87,3 +100,21 @@ def test_model_code_that_awaits_trio_is_refused():
 
     with pytest.raises(ModelError, match="not a fuzzrmap yield point"):
         run_threads([foreign])
+
+
+def test_leaving_a_trio_loop_early_stops_its_run():
+    import threading
+
+    sc = registry.get("uffd-move-vs-referenced")
+    v = sc.variant("fixed")
+    ended = []
+
+    def done(sched):
+        ended.append(sched)
+        return engine.finish(sched)
+
+    for taken, _ in enumerate(engine.run_many(sc, v, RandomWalk(1), range(100_000), "trio", done=done), 1):
+        if taken == 3:
+            break
+    assert not [t for t in threading.enumerate() if t.name == "fuzzrmap-trio"]
+    assert len(ended) < 1000  # the run stopped soon after the caller left, not after 100000 schedules

@@ -127,14 +127,9 @@ def _operation(w: UffdWorld, call: Awaitable):
     last one, never at spawn.
     """
     it = call.__await__()
-    sent = yield it.send(None)
     if not BETWEEN_OPS.on:
-        while True:
-            try:
-                op = it.send(sent)
-            except StopIteration as done:
-                return done.value
-            sent = yield op
+        return (yield from it)
+    sent = yield it.send(None)
     me = current().comm
     touch(_in_op(me), True)
     w.in_flight.add(me)

@@ -9,12 +9,16 @@ produce identical traces (a test checks this on many seeds).
   point calls :meth:`Scheduler.decide` itself; if it picks itself it simply
   continues, otherwise it reschedules the chosen task and parks with
   ``wait_task_rescheduled``.  Exactly one model task is runnable at any time,
-  so trio's own batch order never matters.  Many schedules share one
-  ``trio.run`` and one :class:`_Pool` of trio tasks: a schedule hands its
-  threads to parked pool tasks instead of opening a nursery and starting
-  tasks, which used to cost more than the schedule's decisions.  Each thread's
-  prologue (up to its first yield point, where model bodies start) runs in
-  spawn order before the first decision, as in the direct driver.
+  so trio's own batch order never matters.  All the schedules of a call
+  share one ``trio.run`` and one :class:`_Pool` of trio tasks: a schedule
+  hands its threads to parked pool tasks instead of opening a nursery and
+  starting tasks, which used to cost more than the schedule's decisions.
+  Each thread's prologue (up to its first yield point, where model bodies
+  start) runs in spawn order before the first decision, as in the direct
+  driver.  The ``trio.run`` lives in an OS thread of its own and hands each
+  result over as its schedule ends: one run for any number of schedules
+  (starting one costs more than a schedule), and no pile of finished results
+  for the garbage collector to traverse again and again while the run goes on.
 * :func:`run_direct` steps the coroutines from a plain loop, without trio: the
   same decisions at a fraction of the cost per switch.  ``explore`` uses it
   for its prefix replays; ``--driver direct`` offers it to ``fuzz`` and
@@ -26,8 +30,10 @@ awaits trio, and a stray await is reported as a :class:`ModelError`.
 
 from __future__ import annotations
 
+import queue
 import sys
-from typing import Callable, Iterable, List, Optional, TypeVar
+import threading
+from typing import Callable, Iterable, Iterator, List, Optional, TypeVar
 
 import trio
 
@@ -52,40 +58,73 @@ def run_direct(sched: Scheduler) -> None:
         sched.close()
 
 
-def run_trio(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result]) -> List[Result]:
+#: results a trio run may have made before the caller takes them
+TRIO_AHEAD = 64
+
+
+def run_trio(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result]) -> Iterator[Result]:
     """Run several schedules, one after another, inside a single ``trio.run``.
 
-    ``done(sched)`` is called on each schedule as it ends (closed), and the
-    list of what it returns is the result.  The list is kept here, not
-    returned through ``trio.run``: trio's run state is a reference cycle,
-    and whatever it holds waits for the garbage collector.  Ctrl-C raises
-    :class:`KeyboardInterrupt`, as with :func:`run_direct`, not the exception
-    group trio's nursery wraps it in.
+    Yields ``done(sched)`` of each schedule as it ends (closed); ``done`` runs
+    in the trio run's thread, before the next schedule begins.  That thread
+    runs all model code, so the caller must run none while it iterates
+    (:data:`~fuzzrmap.sched.api.RUNNING` is process-wide).  Leaving the loop
+    early, by ``break``, an exception or Ctrl-C, stops the run after the
+    schedule in progress.  An exception from the run is raised here; Ctrl-C
+    inside it raises :class:`KeyboardInterrupt`, as with :func:`run_direct`,
+    not the exception group trio's nursery wraps it in.
     """
-    results: List[Result] = []
+    handover: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+    room = threading.Semaphore(TRIO_AHEAD)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            trio.run(_run_all, prepared, done, handover, room, stop)
+            handover.put((_END, None))
+        except BaseExceptionGroup as group:
+            rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
+            handover.put((_RAISE, KeyboardInterrupt() if rest is None else group))
+        except BaseException as e:  # noqa: B902 - raised in the caller's thread
+            handover.put((_RAISE, e))
+
+    runner = threading.Thread(target=run, name="fuzzrmap-trio", daemon=True)
+    runner.start()
     try:
-        trio.run(_run_all, prepared, done, results)
-    except BaseExceptionGroup as group:
-        rest = group.subgroup(lambda e: not isinstance(e, (KeyboardInterrupt, BaseExceptionGroup)))
-        if rest is None:
-            raise KeyboardInterrupt from None
-        raise
-    return results
+        while True:
+            kind, value = handover.get()
+            if kind is _END:
+                return
+            if kind is _RAISE:
+                raise value
+            room.release()
+            yield value
+    finally:
+        stop.set()
+        room.release(TRIO_AHEAD)  # a run waiting for room wakes, sees the stop and ends
+        runner.join()
+
+
+_RESULT, _END, _RAISE = "result", "end", "raise"
 
 
 async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result],
-                   results: List[Result]) -> None:
+                   handover: queue.SimpleQueue, room: threading.Semaphore, stop: threading.Event) -> None:
     error = None
     async with trio.open_nursery() as nursery:
         pool = _Pool(nursery)
         try:
             for prepare in prepared:
+                if stop.is_set():
+                    break
                 sched = prepare()
                 try:
                     await pool.run(sched)
                 finally:
                     sched.close()
-                results.append(done(sched))
+                result = done(sched)
+                room.acquire()  # blocks the whole run while the caller is TRIO_AHEAD results behind
+                handover.put((_RESULT, result))
         except BaseException as e:  # noqa: B902 - re-raised below, outside the nursery's group
             error = e
         nursery.cancel_scope.cancel()  # the pool's tasks are parked; let them go

@@ -93,6 +93,10 @@ class Phase(enum.Enum):
     FAILED = "failed"
 
 
+#: decide() runs at every step, and a module global is cheaper to look up than an enum member
+_RUNNING = Phase.RUNNING
+
+
 class Scheduler:
     def __init__(self, strategy, max_steps: int = DEFAULT_MAX_STEPS) -> None:
         self.strategy = strategy
@@ -142,9 +146,14 @@ class Scheduler:
         Only threads parked at a wait cost a predicate call; a thread at a
         plain point is enabled without one.
         """
-        if self.phase is not Phase.RUNNING:
+        if self.phase is not _RUNNING:
             return None
-        enabled = tuple([t.tid for t in self.live if (ready := t.op.ready) is None or ready()])
+        enabled = []  # a plain loop: a comprehension costs a call in the hottest line of the tool
+        for t in self.live:
+            ready = t.op.ready
+            if ready is None or ready():
+                enabled.append(t.tid)
+        enabled = tuple(enabled)
         steps = self.steps
         if not enabled:
             blocked = [t for t in self.live if not t.daemon]
