@@ -500,7 +500,11 @@ class HuntResult:
                 lines.append(f"| {f.signature.describe()} | {f.message} | {', '.join(f.signature.kinds)} "
                              f"| `{f.composition}` (+{len(f.seen_in) - 1} more) | {f.preemptions}{proved} "
                              f"| {model} | `{f.seed_file}` | `fuzzrmap replay {f.seed_file}` |")
-        else:
+        unshrunk = self.count(VIOLATED) if not self.findings else 0
+        if unshrunk:
+            lines.append(f"{plural(unshrunk, 'composition')} violated; the hunt was interrupted before their "
+                         f"witnesses were shrunk: `fuzzrmap hunt --resume {self.out}` shrinks them.")
+        elif not self.findings:
             lines.append("No violation found.")
         lines += ["", "### Coverage", "", "| actors | enumerated | pruned | kept | verified complete | violated "
                   "| budget-limited | not searched |", "|---|---|---|---|---|---|---|---|"]

@@ -177,6 +177,23 @@ def test_an_interrupted_hunt_keeps_its_results_and_resumes(tmp_path, capsys, mon
     assert run(capsys, *SMALL_G0, "--resume", str(out), "--json")[0] == cli.EXIT_FOUND
 
 
+def test_an_interrupted_hunt_does_not_call_its_unshrunk_violations_none(tmp_path, capsys, monkeypatch):
+    real, calls = hunt.search, []
+
+    def interrupted_after_a_violation(*args):
+        if hunt.VIOLATED in calls:
+            raise KeyboardInterrupt
+        record = real(*args)
+        calls.append(record["verdict"])
+        return record
+    monkeypatch.setattr(hunt, "search", interrupted_after_a_violation)
+    out = tmp_path / "h"
+    assert run(capsys, *SMALL_G0, "--out", str(out))[0] == cli.EXIT_INTERRUPTED
+    assert hunt.VIOLATED in calls
+    report = (out / "hunt.md").read_text()
+    assert "No violation found." not in report and f"fuzzrmap hunt --resume {out}" in report
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--max-actors", "1"], "written with other parameters (max_actors 2 there, 1 here)"),
     (["--budget", "7"], "written with other parameters (budget 5000 there, 7 here)"),
