@@ -252,11 +252,13 @@ def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period(
             slab.kmem_cache_free(a)
         return body()
 
-    run_threads([freer])
+    _, first = run_threads([freer])
     assert a.slab_state is SlotState.FREE
     c = slab.kmem_cache_alloc()
     assert c is a and c.gen == 2 and c.slab_state is SlotState.LIVE, "freed memory is handed out again at once"
     assert c.rwsem is a.rwsem, "the constructor runs once per slot: the rwsem survives"
+    first.rcu.callbacks[0].func()
+    assert c.slab_state is SlotState.LIVE, "re-allocated before the grace period ended: the page is in use again"
 
     def free_again(k):
         async def body():
@@ -264,12 +266,32 @@ def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period(
             slab.kmem_cache_free(c)
         return body()
 
-    run_threads([free_again])
-    seq = slab.unreclaimed()
-    slab.release_pages(seq)
+    _, kernel = run_threads([free_again])
+    assert [head.label for head in kernel.rcu.callbacks] == ["rcu_free_slab(anon_vma#1/gen2)"]
+    kernel.rcu.callbacks[0].func()
     assert c.slab_state is SlotState.GONE
     assert slab.kmem_cache_alloc() is not c, "a released slot is never reused"
     assert b.slab_state is SlotState.LIVE
+
+
+def test_the_callback_of_an_earlier_free_leaves_a_later_free_of_the_slot_alone():
+    slab = Slab("anon_vma", AnonVma)
+    a = slab.kmem_cache_alloc()
+    a.refcount.atomic_set(0)
+
+    def free(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(a)
+        return body()
+
+    _, first = run_threads([free])
+    assert slab.kmem_cache_alloc() is a
+    _, second = run_threads([free])
+    first.rcu.callbacks[0].func()
+    assert a.slab_state is SlotState.FREE, "the second free's grace period has not ended"
+    second.rcu.callbacks[0].func()
+    assert a.slab_state is SlotState.GONE
 
 
 def test_slub_rcu_debug_reuses_a_freed_slot_only_after_a_grace_period():
@@ -284,7 +306,7 @@ def test_slub_rcu_debug_reuses_a_freed_slot_only_after_a_grace_period():
             slab.kmem_cache_free(a)
             got["at once"] = slab.kmem_cache_alloc()
             await point("t", "grace period")
-            slab.release_pages(slab.unreclaimed())
+            k.rcu.callbacks[0].func()
             got["gone"] = a.slab_state
             got["after"] = slab.kmem_cache_alloc()
         return body()

@@ -68,14 +68,14 @@ def test_the_fork_window_witness_shrinks_and_states_its_bounds():
     execution = engine.explore(sc, v).failure
     assert shrink.preemptions(execution) == 5
     phases = []
-    result = shrink.shrink(sc, v, execution, proof_budget=8200,
+    result = shrink.shrink(sc, v, execution, proof_budget=8900,
                            progress=lambda done, phase: phases.append(phase) if phase not in phases else None)
     assert result.execution.failure.invariant == "I7"
     assert result.preemptions == 5 and result.at_least == 2 and result.budget_cut == 2 and not result.proved
     assert result.minimality() == ("5 preemptions (not proved minimal: at least 2: no failure with at most 1 "
                                    f"in {result.proof_executions:,} executions; the search with 2 ran out of its budget)")
     none = engine.explore(sc, v, reduction=False, preemption_bound=1, target="I7")
-    assert none.complete and none.failure is None and none.executions == result.proof_executions - 52
+    assert none.complete and none.failure is None and none.executions == result.proof_executions - 60
     assert phases[0].startswith("local edits: 5 preemptions, ") and phases[1] == "reduced search: every failing trace"
 
 

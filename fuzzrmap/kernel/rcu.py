@@ -1,13 +1,33 @@
-"""RCU (kernel/rcu/): read-side sections, grace periods, the reclaim thread.
+"""RCU (kernel/rcu/, v6.8-v6.18): read-side sections, grace periods, callbacks, the grace-period thread.
 
 Modelled: ``rcu_read_lock()``/``rcu_read_unlock()`` nest per task; a grace
-period, once started, waits for every read-side section that was open at its
-start (and only those) to end - the defining guarantee, nothing more.  The
-``rcu`` model thread plays the grace-period kthread for the one thing our
-scenarios need RCU to do: release the slab memory of freed anon_vmas
-(``SLAB_TYPESAFE_BY_RCU``, see :mod:`fuzzrmap.kernel.slab`).
+period waits for every read-side section open at its start (and only those)
+- the defining guarantee, nothing more.  ``call_rcu()`` queues a callback
+that the ``rcu`` model thread (``rcu_gp_kthread()`` with ``rcu_do_batch()``)
+runs one grace period later; our scenarios need it for one thing, releasing
+the slab memory of freed anon_vmas (``SLAB_TYPESAFE_BY_RCU``, see
+:mod:`fuzzrmap.kernel.slab`).  ``synchronize_rcu()`` is the blocking form.
 
-Left out: callbacks other than slab page release, expedited grace periods,
+The grace period of a ``call_rcu()`` at time f is taken to start at f.  The
+kernel may start it at any s after f, but that allows no callback time t
+that a start at f forbids: t needs every section open at s to have ended by
+t, and a section open at f either ended before s or is still open at s, so
+it has ended by t too.  Nor does a start at f allow a time the kernel
+forbids: a grace period may start right after the call, and then waits for
+exactly the sections open at f.  So the call snapshots the sections open
+then, and its callback is ready once those have ended; the scheduler may
+still delay it at will.  This spares the search a start step to place
+against every section boundary of every reader.  The thread runs callbacks
+in call order, which loses nothing: a section of an earlier call's snapshot
+still open at a later call is in the later snapshot, so the earlier
+callback is ready whenever the later one is.
+
+Footprints: a snapshot reads every task's RCU state, which the outermost
+lock and unlock write; waiting for a snapshot reads only its sections, each
+a resource of its own that only its own lock and unlock write, so sections
+begun after the snapshot do not conflict with the wait.
+
+Left out: callbacks other than the slab's, expedited grace periods,
 quiescent-state detection details (a section is simply open or closed), and
 preemption of readers.  ``pte_offset_map()`` enters a read-side section as in
 the kernel, so page-table walkers delay grace periods too.
@@ -18,77 +38,134 @@ nobody sleeps inside a section (I8, via ``might_sleep``).
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Callable, List, Tuple
+
+import attrs
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
-from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_WAITING
-from fuzzrmap.sched.api import point, reads, touch, wait_until, writes
+from fuzzrmap.sched.api import Footprint, point, reads, touch, wait_until, writes
+
+#: footprint name of the queue of callbacks (``call_rcu()`` appends, the ``rcu`` thread waits on it)
+RCU_CALLBACKS = "rcu.callbacks"
+
+#: read-side sections open at a grace period's start: (task, number of its section)
+Snapshot = Tuple[Tuple[TaskStruct, int], ...]
+
+
+@attrs.frozen
+class RcuHead:
+    """A queued callback (``struct rcu_head``): ``func`` runs once the sections of ``readers`` have ended.
+
+    ``footprint()`` is what ``func`` would touch if it ran now; it may shrink as the world
+    moves on, never grow (the ``rcu_do_batch()`` step declares it when the grace period ends)."""
+
+    label: str
+    func: Callable[[], None]
+    footprint: Callable[[], Footprint]
+    readers: Snapshot
 
 
 class RCU:
     def __init__(self) -> None:
         self.tasks: List[TaskStruct] = []
-        self.completed = 0
+        #: every callback queued so far, in call order
+        self.callbacks: List[RcuHead] = []
 
 
 def rcu_read_lock() -> None:
-    """Footprint: only the outermost lock writes the task's RCU state (what grace periods read)."""
+    """Footprint: only the outermost lock writes the task's RCU state and starts a section."""
     t = current()
     if t.rcu_read_lock_nesting == 0:
-        touch(t.rcu_resource, True)
         t.rcu_sections += 1
+        touch(t.rcu_resource, True)
+        touch(t.rcu_section_resource(t.rcu_sections), True)
     t.rcu_read_lock_nesting += 1
 
 
 def rcu_read_unlock() -> None:
-    """Footprint: only the outermost unlock writes the task's RCU state."""
+    """Footprint: only the outermost unlock writes the task's RCU state and ends its section."""
     t = current()
     if t.rcu_read_lock_nesting <= 0:
         raise violation("I9", SAFETY, f"rcu_read_unlock() by {t.comm} outside a read-side section")
     t.rcu_read_lock_nesting -= 1
     if t.rcu_read_lock_nesting == 0:
         touch(t.rcu_resource, True)
+        touch(t.rcu_section_resource(t.rcu_sections), True)
+
+
+def fp_snapshot(rcu: RCU) -> Footprint:
+    """What taking a snapshot reads: every task's RCU state."""
+    return reads(*(t.rcu_resource for t in rcu.tasks))
+
+
+def _snapshot(rcu: RCU) -> Snapshot:
+    """The sections open now (recorded: the reads of :func:`fp_snapshot`)."""
+    for t in rcu.tasks:
+        touch(t.rcu_resource, False)
+    return tuple((t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting)
+
+
+def _fp_wait(readers: Snapshot) -> Footprint:
+    """What waiting for the sections of ``readers`` reads: those sections only."""
+    return reads(*(t.rcu_section_resource(s) for t, s in readers))
+
+
+def _ended(readers: Snapshot) -> bool:
+    """Whether every section of ``readers`` has ended (recorded: the reads of :func:`_fp_wait`)."""
+    for t, s in readers:
+        touch(t.rcu_section_resource(s), False)
+    return all(t.rcu_read_lock_nesting == 0 or t.rcu_sections != s for t, s in readers)
+
+
+def fp_call_rcu(rcu: RCU) -> Footprint:
+    """The footprint of :func:`call_rcu`: the snapshot, and the queue it appends to."""
+    return fp_snapshot(rcu) + writes(RCU_CALLBACKS)
+
+
+def call_rcu(label: str, func: Callable[[], None], footprint: Callable[[], Footprint]) -> None:
+    """``call_rcu()``: queue ``func`` (touching ``footprint()``) to run after a grace period
+    that starts now (module essay).  Part of the caller's step (:func:`fp_call_rcu`)."""
+    rcu = current().kernel.rcu
+    readers = _snapshot(rcu)
+    touch(RCU_CALLBACKS, True)
+    rcu.callbacks.append(RcuHead(label, func, footprint, readers))
 
 
 async def synchronize_rcu(func: str) -> None:
-    """Start a grace period and wait until every pre-existing reader has left.
-
-    Footprints: the start reads every task's RCU state; the end reads only
-    the readers it waits for, so sections that began after the start do not
-    conflict with it.
-    """
+    """Start a grace period and wait until every pre-existing reader has left."""
     rcu = current().kernel.rcu
-    readers = reads(*(t.rcu_resource for t in rcu.tasks))
-    await sleeping(point(func, "synchronize_rcu(): start grace period", readers))  # might_sleep()
-    snapshot: List[Tuple[TaskStruct, int]] = [
-        (t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting
-    ]
-
-    def readers_gone() -> bool:
-        return all(t.rcu_read_lock_nesting == 0 or t.rcu_sections != s for t, s in snapshot)
-
-    await wait_until(func, "synchronize_rcu(): grace period ends", readers_gone,
-                     reads(*(t.rcu_resource for t, _ in snapshot)))
-    rcu.completed += 1
+    await sleeping(point(func, "synchronize_rcu(): start grace period", fp_snapshot(rcu)))  # might_sleep()
+    readers = _snapshot(rcu)
+    await wait_until(func, "synchronize_rcu(): grace period ends", lambda: _ended(readers), _fp_wait(readers))
 
 
 async def rcu_gp_kthread() -> None:
-    """Release freed anon_vma slab memory one grace period after the free.
+    """Run each queued callback once its grace period has ended, in call order.
 
-    A daemon: it sleeps until an object is freed, so its wait reads only the
-    slab's frees waiting for a grace period, and the schedule ends when the
-    other threads have returned and it has nothing left to do.
+    A daemon: it sleeps until a callback is queued and its grace period has
+    ended, so the schedule ends when the other threads have returned and it
+    has nothing left to do.  That wait declares the queue, which the call
+    writes; once the callback is queued its snapshot is fixed, and the
+    predicate records the sections it reads.  The callback is a step of its
+    own (``rcu_do_batch()``), whose footprint is what it would touch when the
+    wait ends: what the callback does to the world is then ordered after the
+    wait, and so after the call, and does not race with the steps before it.
     """
-    fn = "rcu_gp_kthread"
-    cachep = current().kernel.anon_vma_cachep
-    reclaimed = 0
+    callbacks = current().kernel.rcu.callbacks
+    done = 0
+
+    def ready() -> bool:
+        return len(callbacks) > done and _ended(callbacks[done].readers)
+
+    def label() -> str:
+        if len(callbacks) == done:
+            return "wait for a callback (call_rcu())"
+        return f"grace period ends for {callbacks[done].label}"
+
     while True:
-        await wait_until(fn, "wait for freed objects", lambda: cachep.unreclaimed() > reclaimed,
-                         reads(SLAB_WAITING))
-        batch = cachep.unreclaimed()
-        await synchronize_rcu(fn)
-        await point(fn, "free slab pages of anon_vmas freed before the grace period",
-                    writes(SLAB_WAITING, SLAB_FREELIST))
-        cachep.release_pages(batch)
-        reclaimed = batch
+        await wait_until("rcu_gp_kthread", label, ready, reads(RCU_CALLBACKS))
+        head = callbacks[done]
+        done += 1
+        await point("rcu_do_batch", head.label, head.footprint())
+        head.func()

@@ -37,7 +37,7 @@ from fuzzrmap.kernel.memory import VMA, Folio, folio_mapcount, folio_mapped, map
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
-from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SLAB_WAITING, SlabObject
+from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SlabObject
 from fuzzrmap.kernel.task import current, sleeping
 from fuzzrmap.sched.api import TRACKED, point, reads, touch, writes
 
@@ -164,9 +164,9 @@ async def anon_vma_free(anon_vma: AnonVma) -> None:
     if _root(anon_vma).rwsem.is_locked():
         await anon_vma_lock_write(anon_vma, fn, "D3 anon_vma_lock_write")
         await anon_vma_unlock_write(anon_vma, fn, "D4 anon_vma_unlock_write")
-    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})",
-                writes(SLAB_FREELIST, SLAB_WAITING))
     k = current().kernel
+    await point(fn, lambda: f"D5 kmem_cache_free(anon_vma_cachep, {anon_vma!r})",
+                k.anon_vma_cachep.fp_free(anon_vma))
     check.anon_vma_freed(anon_vma, k.rcu.tasks)
     k.anon_vma_cachep.kmem_cache_free(anon_vma)
 

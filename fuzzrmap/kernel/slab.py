@@ -35,27 +35,39 @@ sits on its own slab page, so without the debug option a page is released as
 soon as its one object has been free for a full grace period, and a released
 slot is never reused.
 
+The grace period is :func:`~fuzzrmap.kernel.rcu.call_rcu`'s, called by the
+free (``free_slab()``'s ``call_rcu(&slab->rcu_head, rcu_free_slab)``, or
+``slab_free()``'s ``call_rcu(&delayed_free->head,
+slab_free_after_rcu_debug)``): it starts at the free, and the ``rcu`` thread
+runs the callback, :meth:`Slab.after_grace_period`, once the read-side
+sections open at the free have ended.  Without the debug option the slot may
+be re-allocated meanwhile: then the page is in use again and the callback
+does nothing (a later free queues its own).
+
 Footprints name the cache's parts apart, so that the exhaustive search
-orders only what really depends: the freelist (what an allocation takes), the
-list of frees waiting for a grace period (what the RCU thread waits on), the
-set of slots (what a fresh allocation extends) and each slot's state.  An
+orders only what really depends: the freelist (what an allocation takes),
+the set of slots (what a fresh allocation extends) and each slot's state.
+A free also reads every task's RCU state (the snapshot) and appends to the
+RCU callbacks; the callback writes the slot and the freelist.  An
 allocation from an empty freelist reads the freelist and adds a slot: it
-commutes with the RCU thread waiting for, or starting, a grace period.
+commutes with the RCU thread waiting for a grace period.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Callable, Generic, List, TypeVar
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.hunks import CONFIG, hunk
-from fuzzrmap.sched.api import touch
+from fuzzrmap.kernel.rcu import call_rcu, fp_call_rcu
+from fuzzrmap.kernel.task import current
+from fuzzrmap.sched.api import Footprint, reads, touch, writes
 
 #: footprint names: ``kmem_cache_alloc()`` takes from the freelist or adds a slot, a free
-#: and a grace period's release change the freelist and the frees waiting for a grace period
+#: and the release after its grace period change the freelist
 SLAB_FREELIST = "slab.freelist"
-SLAB_WAITING = "slab.waiting"
 SLAB_SLOTS = "slab.slots"
 
 SLUB_RCU_DEBUG = hunk("slab.CONFIG_SLUB_RCU_DEBUG",
@@ -101,18 +113,12 @@ class Slab(Generic[T]):
         self.slots: List[T] = []
         #: what kmem_cache_alloc() may hand out, most recently freed last
         self.freelist: List[T] = []
-        #: freed objects no grace period has covered yet, in free order
-        self.waiting: List[T] = []
         self.frees = 0
 
     def kmem_cache_alloc(self) -> T:
         if self.freelist:
             touch(SLAB_FREELIST, True)
             obj = self.freelist.pop()
-            reused_before_grace_period = obj in self.waiting
-            touch(SLAB_WAITING, reused_before_grace_period)
-            if reused_before_grace_period:
-                self.waiting.remove(obj)
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
             touch(slot_resource(obj.slot), True)
@@ -124,40 +130,45 @@ class Slab(Generic[T]):
         self.slots.append(obj)
         return obj
 
+    def fp_free(self, obj: T) -> Footprint:
+        """The footprint of :meth:`kmem_cache_free` of ``obj``, ``call_rcu()`` included."""
+        return writes(SLAB_FREELIST, slot_resource(obj.slot)) + fp_call_rcu(current().kernel.rcu)
+
     def kmem_cache_free(self, obj: T) -> None:
-        touch(SLAB_WAITING, True)
+        """Free ``obj`` and queue the release of its memory one grace period from now."""
         touch(slot_resource(obj.slot), True)
         if obj.slab_state is not SlotState.LIVE:
             raise violation("I5d", SAFETY, f"kmem_cache_free of {obj!r}, which is already {obj.slab_state.value}")
         self.frees += 1
         obj.slab_state = SlotState.FREE
         obj.free_seq = self.frees
-        self.waiting.append(obj)
         if not SLUB_RCU_DEBUG.on:
             touch(SLAB_FREELIST, True)
             self.freelist.append(obj)
+        callback = "slab_free_after_rcu_debug" if SLUB_RCU_DEBUG.on else "rcu_free_slab"
+        call_rcu(f"{callback}({obj!r})", functools.partial(self.after_grace_period, obj, obj.free_seq),
+                 functools.partial(self.fp_after_grace_period, obj, obj.free_seq))
 
-    # -- what the RCU grace-period thread does for this cache ---------------
-    def unreclaimed(self) -> int:
-        """Sequence number of the newest free not yet covered by a grace period (0: none)."""
-        touch(SLAB_WAITING, False)
-        return self.waiting[-1].free_seq if self.waiting else 0
+    def fp_after_grace_period(self, obj: T, free_seq: int) -> Footprint:
+        """What :meth:`after_grace_period` touches in the current state: a slot re-allocated since
+        the free is only read."""
+        if obj.slab_state is not SlotState.FREE or obj.free_seq != free_seq:
+            return reads(slot_resource(obj.slot))
+        return writes(slot_resource(obj.slot), SLAB_FREELIST)
 
-    def release_pages(self, freed_up_to: int) -> None:
-        """A grace period that began after free number ``freed_up_to`` has ended.
+    def after_grace_period(self, obj: T, free_seq: int) -> None:
+        """The callback of free number ``free_seq``: a grace period has passed since it.
 
-        Objects freed before it are GONE: released with their slab page (taken
-        off the freelist), or, when they waited for this grace period
-        (SLUB_RCU_DEBUG), poisoned and put on the freelist."""
-        touch(SLAB_WAITING, True)
-        covered = [obj for obj in self.waiting if obj.free_seq <= freed_up_to]
-        if covered:
-            touch(SLAB_FREELIST, True)
-        self.waiting = [obj for obj in self.waiting if obj.free_seq > freed_up_to]
-        for obj in covered:
-            touch(slot_resource(obj.slot), True)
-            obj.slab_state = SlotState.GONE
-            if obj in self.freelist:
-                self.freelist.remove(obj)
-            else:
-                self.freelist.append(obj)
+        ``obj`` is GONE if it stayed free since: released with its slab page
+        (taken off the freelist), or, when it waited for this grace period
+        (SLUB_RCU_DEBUG), poisoned and put on the freelist.  Re-allocated
+        meanwhile, it is left alone."""
+        for resource, access in self.fp_after_grace_period(obj, free_seq):
+            touch(resource, access)
+        if obj.slab_state is not SlotState.FREE or obj.free_seq != free_seq:
+            return
+        obj.slab_state = SlotState.GONE
+        if obj in self.freelist:
+            self.freelist.remove(obj)
+        else:
+            self.freelist.append(obj)

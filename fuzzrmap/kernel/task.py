@@ -52,6 +52,10 @@ class TaskStruct:
         """Footprint name of this task's RCU read-side state."""
         return f"rcu:{self.comm}"
 
+    def rcu_section_resource(self, n: int) -> str:
+        """Footprint name of this task's ``n``-th read-side section (what a grace period waits for)."""
+        return f"rcu:section{n}:{self.comm}"
+
     def holds(self, lock, mode: str) -> bool:
         return (lock, mode) in self.held
 
