@@ -27,9 +27,17 @@ path does with ``root_anon_vma``) would close the window.
 
 folio_referenced() is not affected: with ``try_lock`` it never takes the slow
 path.
+
+The window needs the slab's immediate re-use of the freed slot.  Variant
+``slub-rcu-debug`` adds the config hunk ``slab.CONFIG_SLUB_RCU_DEBUG``
+(v6.12+, on with KASAN): every free from a ``SLAB_TYPESAFE_BY_RCU`` cache
+waits a grace period before its slot is handed out again, so fork cannot get
+the slot while the reader's RCU section lasts, and the window closes.
 """
 
-from fuzzrmap.scenario import FAILS
+from fuzzrmap.kernel.generations import G1
+from fuzzrmap.kernel.slab import SLUB_RCU_DEBUG
+from fuzzrmap.scenario import CLEAN, FAILS, Variant
 
 from fuzzrmap.scenarios import uffd_common
 
@@ -38,5 +46,8 @@ SCENARIO = uffd_common.CATALOGUE.compose("page-idle", "uffd-move(src=S)", "munma
     name="uffd-move-vs-page-idle-fork",
     spec="S2+Y",
     summary="page_idle vs UFFDIO_MOVE + munmap + fork re-using the slot: a window the patch leaves open",
-    variants=uffd_common.variants(no_slow_recheck_expect=FAILS, fixed_expect=FAILS),
+    variants=uffd_common.variants(no_slow_recheck_expect=FAILS, fixed_expect=FAILS) + (
+        Variant("slub-rcu-debug", CLEAN, "G1 with CONFIG_SLUB_RCU_DEBUG: a freed anon_vma's slot waits a grace period",
+                G1, add=[SLUB_RCU_DEBUG]),
+    ),
 )
