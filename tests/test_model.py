@@ -18,7 +18,9 @@ from fuzzrmap.kernel.mmap import do_munmap, vma_lookup
 from fuzzrmap.kernel.memory import PAGE_SIZE
 from fuzzrmap.kernel.userfaultfd import MOVE_V6_8, move_pages
 from fuzzrmap.kernel.actors import D_ADDR, S_ADDR, build
-from fuzzrmap.sched.api import point
+from fuzzrmap import preemption
+from fuzzrmap.kernel.environment import KERNEL
+from fuzzrmap.sched.api import RUNNING, TRACKED, point
 
 from helpers import run_plan, run_threads
 
@@ -220,6 +222,47 @@ def test_rmap_walk_reads_the_interval_tree_node_by_node():
     execution, _ = run_threads([walker, linker], legs=legs)
     assert execution.failure is None, execution.failure
     assert visited == ["V1", "V2"]
+
+
+def test_the_walk_to_the_next_node_is_a_voluntary_preemption_point():
+    # rmap_walk_anon(): cond_resched() after each rmap_one(), so a switch at the
+    # step to the next node needs no preemptible kernel; the first node's step
+    # has no cond_resched() before it.
+    needs = []
+
+    def walker(k):
+        mm = MM("mm")
+        av = k.anon_vma_cachep.kmem_cache_alloc()
+        av.refcount.atomic_set(1)
+        for name, start in (("V1", 0x10000), ("V2", 0x90000)):
+            anon_vma_chain_link(VMA(name, mm, start, pages=1, vm_pgoff=0x10), av)
+        folio = Folio("F", mapping=av, index=0x10)
+
+        async def lock(folio, rwc):
+            await av.rwsem.down_read("t0", "anon_lock: down_read")
+            return av
+
+        async def rmap_one(folio, vma, address, arg):
+            await point("t0", f"rmap_one {vma.name}", TRACKED)
+            return True
+
+        async def body():
+            await rmap_walk_anon(folio, RmapWalkControl(rmap_one=rmap_one, anon_lock=lock))
+        return body()
+
+    def observer(k):
+        async def body():
+            await point("t1", "look at t0", TRACKED)
+            walker_task = RUNNING.sched.tasks[0]
+            assert walker_task.op.label.startswith("W3 ")
+            needs.append(KERNEL.preemption_context(walker_task.state, walker_task.op).needs)
+        return body()
+
+    for legs in ([("t0", "W3"), ("t1", None), ("t0", None)],
+                 [("t0", "rmap_one V1"), ("t0", "W3"), ("t1", None), ("t0", None)]):
+        execution, _ = run_threads([walker, observer], legs=legs)
+        assert execution.failure is None, execution.failure
+    assert needs == [preemption.FULL, preemption.NONE], needs
 
 
 def test_chains_with_one_start_are_walked_in_the_order_they_were_linked():
