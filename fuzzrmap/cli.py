@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trio (default: each thread a trio task) or direct (a plain loop, faster); "
                          "same schedules either way")
     fz.add_argument("--jobs", type=_positive, metavar="N",
-                    help="worker processes (default: the machine's cores); same result for any N")
+                    help="worker processes, for the schedules and the shrinker's proof (default: the machine's "
+                         "cores); same result for any N")
     fz.add_argument("--cluster", metavar="ADDRESS",
                     help="run on a dask.distributed scheduler at ADDRESS, or 'local:N' for a local cluster "
                          "of N workers (needs fuzzrmap[cluster]; default: none, local processes)")
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--proof-budget", type=_positive, default=shrink.PROOF_BUDGET, metavar="N",
                     help=f"executions for the search of fewer preemptions and for the proof "
                          f"(default: {shrink.PROOF_BUDGET} each)")
+    sk.add_argument("--jobs", type=_positive, default=parallel.default_jobs(), metavar="N",
+                    help="worker processes for the proof (default: the machine's cores); same result for any N")
     _add_preemption_model(sk, PREEMPTION_HELP + "; the seed file's schedule must be allowed under it (else exit 2)")
     sk.add_argument("--full", action="store_true", help=full_help)
     sk.add_argument("--json", action="store_true", help=json_help)
@@ -470,7 +473,8 @@ def cmd_fuzz(args) -> int:
             path = saver.save(found, stem + ".json")
         else:
             original_path = saver.save(found, stem + "-original.json")
-            shrunk = _shrink(scenario, variant, execution, args.proof_budget, show_progress, args.preemption_model)
+            shrunk = _shrink(scenario, variant, execution, args.proof_budget, show_progress, args.preemption_model,
+                             jobs or parallel.default_jobs())
             execution = shrunk.execution
             interrupted = interrupted or shrunk.interrupted
             path = saver.save(shrunk.seed_file(found), stem + ".json")
@@ -525,11 +529,11 @@ def cmd_fuzz(args) -> int:
 
 
 def _shrink(scenario, variant, execution, budget: int, show_progress: bool,
-            preemption_model: str) -> shrink.ShrinkResult:
+            preemption_model: str, jobs: int) -> shrink.ShrinkResult:
     with Meter(show_progress, "executions", phase="shrink") as meter:
         return shrink.shrink(scenario, variant, execution, proof_budget=budget,
                              progress=lambda done, phase: meter.update(done, f"shrink: {phase}"),
-                             preemption_model=preemption_model)
+                             preemption_model=preemption_model, jobs=jobs)
 
 
 def _model_tag(model: str) -> str:
@@ -725,7 +729,8 @@ def cmd_shrink(args) -> int:
     variant = scenario.variant(seed.variant)
     _check_allowed(args.seedfile, engine.preemptions(scenario, variant, execution, seed.preemption_model),
                    args.preemption_model)
-    shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json), args.preemption_model)
+    shrunk = _shrink(scenario, variant, execution, args.proof_budget, Meter.wanted(args.json), args.preemption_model,
+                     args.jobs)
     error = None
     try:
         output = seedfile.write(shrunk.seed_file(seed), output, replace=args.output is not None)

@@ -410,7 +410,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
             stop_on_failure: bool = True, target: Optional[str] = None,
             check_footprints: bool = False, jobs: int = 1, final_states: bool = False,
             progress: Optional[Callable[[int, int], None]] = None,
-            preemption_model: str = preemption.DEFAULT) -> ExploreResult:
+            preemption_model: str = preemption.DEFAULT, in_order: bool = False) -> ExploreResult:
     """Depth-first search over the schedules of a scenario, by default until the first failure.
 
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
@@ -425,7 +425,9 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     ``final_state()``) and invariant.  With ``jobs`` > 1 the
     subtrees of the search run in that many worker processes
     (:mod:`fuzzrmap.explore_parallel`; no ``on_execution`` there): the same
-    verdict and violations, counts of its own.  ``progress(executions, pruned)``
+    verdict and violations, counts of its own; with ``in_order`` too (a naive
+    search that stops on failure), the sequential search's failure,
+    completeness and executions, whatever ``max_executions``.  ``progress(executions, pruned)``
     is called after every execution, full or cut short (with ``jobs`` > 1: after
     every unit of work merged).
 
@@ -446,7 +448,7 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
                                         preemption_bound=preemption_bound, max_executions=max_executions,
                                         stop_on_failure=stop_on_failure, target=target,
                                         check_footprints=check_footprints, final_states=final_states,
-                                        progress=progress)
+                                        progress=progress, in_order=in_order)
     strategy = Explore(reduction=reduction, preemption_bound=preemption_bound)
     start = time.perf_counter()
     tally = Tally()

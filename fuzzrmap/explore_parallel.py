@@ -41,6 +41,21 @@ which may not be the one the sequential search meets first.
 ``max_executions`` is checked at each merge, so a budgeted search may run a
 few units past it.
 
+A naive search (no reduction: every schedule within the bound runs, and
+nothing depends on races) can instead give the sequential search's answer
+exactly (``in_order``).  Its order is fixed by the tree: at each node the
+first choice, then the other threads ascending
+(:meth:`~fuzzrmap.sched.strategies.dpor.Node.rank`), so every execution has a
+position, and a unit runs a stretch of consecutive positions.  The first
+failure is then the one with the smallest position once no work left can
+hold a smaller one (later work is dropped as soon as a failure is known);
+the sequential search meets it after the executions of the stretches that
+start before it, which decides whether ``max_executions`` cut the search
+first; and a search without failure is cut by the budget once more than
+``max_executions`` executions precede all the work left.  The failure, the
+completeness and the count of executions are the sequential ones; the runs
+needed to know it beyond those are work done ahead.
+
 Workers are forked processes on a pipe each (they inherit the scenario, so
 scenarios built in tests need not be picklable); each holds up to
 ``PER_WORKER`` units, so it need not wait for the coordinator between two.
@@ -64,6 +79,7 @@ from fuzzrmap import engine
 from fuzzrmap.scenario import Scenario, Variant
 from fuzzrmap.sched.api import RUNNING
 from fuzzrmap.sched.strategies.dpor import Explore, Node
+from fuzzrmap.sched.trace import Execution
 
 #: runs a unit makes before it hands the rest of its subtree back
 SPLIT_AFTER = 24
@@ -84,6 +100,12 @@ class Options:
     check_footprints: bool
     final_states: bool
     split_after: int
+    #: give the sequential search's answer (see the module notes)
+    in_order: bool = False
+
+
+#: an execution's place in the naive search's order (:meth:`~fuzzrmap.sched.strategies.dpor.Explore.position`)
+Position = Tuple[Tuple[int, int], ...]
 
 
 @attrs.define
@@ -94,6 +116,8 @@ class Unit:
     path: Path
     nodes: List[Node]
     todo: Tuple[int, ...]
+    #: no execution of the unit has a position before this one (a prefix of theirs)
+    order: Position = ()
 
 
 @attrs.define
@@ -107,6 +131,9 @@ class UnitResult:
     nodes: List[Node]
     #: (depth, threads left to try) of those nodes
     frontier: List[Tuple[int, List[int]]]
+    #: the position of the unit's first execution and of its failure (None: no such execution)
+    first: Optional[Position] = None
+    failure_at: Optional[Position] = None
 
 
 # -- the worker side ----------------------------------------------------------------
@@ -136,17 +163,22 @@ def run_unit(unit: Unit) -> UnitResult:
     scenario, variant, opts = _JOB
     strategy = Explore(reduction=opts.reduction, preemption_bound=opts.preemption_bound)
     tally = engine.Tally()
+    positions: List[Position] = []  # of the unit's executions, in order (``in_order`` only)
+    seen = (lambda execution, sched: positions.append(strategy.position())) if opts.in_order else None
     # the root unit's first run is the first execution of the whole search
     if not unit.nodes or strategy.start_subtree(unit.nodes, unit.todo):
         engine.search(scenario, variant, strategy, tally, advance_first=False, max_runs=opts.split_after,
-                      stop_on_failure=opts.stop_on_failure, target=opts.target, final_states=opts.final_states)
+                      on_execution=seen, stop_on_failure=opts.stop_on_failure, target=opts.target,
+                      final_states=opts.final_states)
     else:
         tally.complete = True
     frontier = [] if tally.complete else strategy.frontier()
     top = max(strategy.base - 1, 0)
     bottom = frontier[-1][0] + 1 if frontier else top + 1
     return UnitResult(unit.seq, tally, strategy.hit_bound, strategy.requests,
-                      strategy.stack[top:bottom] if strategy.stack else [], frontier)
+                      strategy.stack[top:bottom] if strategy.stack else [], frontier,
+                      positions[0] if positions else None,
+                      positions[-1] if positions and tally.failure is not None else None)
 
 
 # -- the coordinator --------------------------------------------------------------------
@@ -175,7 +207,7 @@ class Coordinator:
         self._unit((), [], ())
 
     def _unit(self, path: Path, nodes: List[Node], todo: Tuple[int, ...]) -> None:
-        unit = Unit(self.created, path, nodes, todo)
+        unit = Unit(self.created, path, nodes, todo, self._order(path, todo))
         self.created += 1
         self.queue.append(unit)
         self.units[unit.seq] = unit
@@ -187,6 +219,26 @@ class Coordinator:
         nodes = [self.nodes[path[:depth]].copy(path[depth] if depth < len(path) else -1)
                  for depth in range(len(path) + 1)]
         self._unit(path, nodes, tuple(todo))
+
+    def _order(self, path: Path, todo) -> Position:
+        """The smallest position an execution trying ``todo`` at the node at ``path`` can have."""
+        if not todo:
+            return ()
+        return tuple(self.nodes[path[:depth]].rank(tid) for depth, tid in enumerate(path)) + \
+            (min(self.nodes[path].rank(tid) for tid in todo),)
+
+    def unexplored(self) -> List[Position]:
+        """The orders of the work held back (queued and dispatched units have their own)."""
+        return [self._order(path, threads) for path, threads in self.held.items()]
+
+    def drop(self, keep: Callable[[Unit], bool]) -> None:
+        """Leave out the queued units that ``keep`` rejects, as if they had run and found nothing."""
+        rejected = [unit for unit in self.queue if not keep(unit)]
+        while rejected:
+            for unit in rejected:
+                self.queue.remove(unit)
+                self.merge(UnitResult(unit.seq, engine.Tally(), False, [], [], []))
+            rejected = [unit for unit in self.queue if not keep(unit)]
 
     def merge(self, result: UnitResult) -> None:
         """Fold a unit's nodes, requests and frontier into the search (in dispatch order)."""
@@ -223,6 +275,50 @@ class Coordinator:
                 self.held.setdefault(key, []).extend(threads)
             else:
                 self._subtree(key, threads)
+
+
+@attrs.define
+class InOrder:
+    """The sequential naive search's answer, from the units merged so far (see the module notes)."""
+
+    budget: Optional[int]
+    #: (position of the first execution, executions) of each unit merged: consecutive stretches of the order
+    stretches: List[Tuple[Position, int]] = attrs.Factory(list)
+    failure: Optional[Execution] = None
+    failure_at: Optional[Position] = None
+
+    def add(self, result: UnitResult) -> None:
+        if result.first is not None:
+            self.stretches.append((result.first, result.tally.executions))
+        if result.failure_at is not None and (self.failure_at is None or result.failure_at < self.failure_at):
+            self.failure, self.failure_at = result.tally.failure, result.failure_at
+
+    def wanted(self, unit: Unit) -> bool:
+        """Whether ``unit`` can hold an execution before the first failure known."""
+        return self.failure_at is None or _may_precede(unit.order, self.failure_at)
+
+    def answer(self, unexplored: List[Position]) -> Optional[Tuple[str, int]]:
+        """("failure" | "cut" | "complete", the sequential search's executions) once it is known.
+
+        ``unexplored``: the orders of all the work not merged yet.
+        """
+        if self.failure_at is not None:
+            meets_it_after = sum(n for first, n in self.stretches if first <= self.failure_at)
+            if self.budget is not None and meets_it_after > self.budget:
+                return "cut", self.budget
+            if not any(_may_precede(order, self.failure_at) for order in unexplored):
+                return "failure", meets_it_after
+            return None
+        ahead = min(unexplored, default=None)
+        clean = sum(n for first, n in self.stretches if ahead is None or first < ahead)
+        if self.budget is not None and clean > self.budget:
+            return "cut", self.budget
+        return ("complete", clean) if ahead is None else None
+
+
+def _may_precede(order: Position, position: Position) -> bool:
+    """Whether work of ``order`` (a prefix of its executions' positions) can hold one before ``position``."""
+    return order <= position[:len(order)]
 
 
 @attrs.define(eq=False)
@@ -301,11 +397,18 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
             preemption_bound: Optional[int] = None, max_executions: Optional[int] = None,
             stop_on_failure: bool = True, target: Optional[str] = None, check_footprints: bool = False,
             final_states: bool = False, split_after: int = SPLIT_AFTER,
-            progress: Optional[Callable[[int, int], None]] = None) -> engine.ExploreResult:
-    """:func:`fuzzrmap.engine.explore` with the subtrees of the search in ``jobs`` worker processes."""
+            progress: Optional[Callable[[int, int], None]] = None, in_order: bool = False) -> engine.ExploreResult:
+    """:func:`fuzzrmap.engine.explore` with the subtrees of the search in ``jobs`` worker processes.
+
+    ``in_order`` (a naive search that stops on failure): the failure, completeness and executions
+    are the sequential search's (see the module notes).
+    """
     global _JOB
+    if in_order and (reduction or not stop_on_failure):
+        raise ValueError("in_order needs the naive search stopping on failure")
     options = Options(reduction, preemption_bound, stop_on_failure, target, check_footprints, final_states,
-                      split_after)
+                      split_after, in_order)
+    order = InOrder(max_executions) if in_order else None
     coordinator = Coordinator(options)
     coordinator.root()
     tally = engine.Tally()
@@ -329,6 +432,17 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
             bound_cut |= result.bound_cut
             if progress is not None:
                 progress(tally.executions, tally.pruned)
+            if order is not None:
+                order.add(result)
+                coordinator.merge(result)
+                coordinator.drop(order.wanted)
+                answer = order.answer([unit.order for unit in coordinator.queue]
+                                      + [slot.unit.order for slot in slots] + coordinator.unexplored())
+                if answer is not None:
+                    _sequential(tally, order, *answer)
+                    break
+                dispatch()
+                continue
             if (stop_on_failure and result.tally.failure is not None) or \
                     (max_executions is not None and tally.executions >= max_executions):
                 break
@@ -343,3 +457,12 @@ def explore(scenario: Scenario, variant: Variant, jobs: int, reduction: bool = T
         _JOB = None
     return engine.explore_result(tally, time.perf_counter() - start, reduction, preemption_bound, bound_cut,
                                  interrupted, jobs)
+
+
+def _sequential(tally: engine.Tally, order: InOrder, verdict: str, executions: int) -> None:
+    """Make ``tally`` the sequential search's: ``verdict`` after ``executions``."""
+    tally.executions = executions
+    tally.complete = verdict == "complete"
+    tally.failure = order.failure if verdict == "failure" else None
+    broken = tally.failure.failure if tally.failure else None
+    tally.violations = {(broken.invariant, broken.message)} if broken else set()

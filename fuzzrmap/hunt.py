@@ -333,7 +333,8 @@ def search(catalogue_name: str, variant_name: str, name: str, budget: int) -> di
 
 
 def shrink_witness(seed_json: dict, proof_budget: int) -> dict:
-    """The shrunk seed file (JSON data) of a witness seed file (JSON data)."""
+    """The shrunk seed file (JSON data) of a witness seed file (JSON data), in this process
+    (a hunt shrinks its findings side by side in its workers)."""
     found = seedfile.parse(seed_json, "witness")
     execution = engine.replay(found)
     scenario = registry.get(found.scenario)

@@ -33,6 +33,13 @@ Under a preemption model other than ``anywhere`` every run of the shrinker
 one the model allows; the reduced search is then a naive one (see
 :func:`fuzzrmap.engine.explore`).
 
+With ``jobs`` > 1 the naive searches of the proof run in that many worker
+processes (:mod:`fuzzrmap.explore_parallel`, in order): each gives the
+sequential search's answer - the same first failure, the same budget cut,
+the same count - so the result is the same as with ``jobs=1``, witness
+and statement alike; only the time differs.  The reduced search stays in
+one process (it reads every execution).
+
 Ctrl-C at any point keeps the best schedule so far and marks the result
 interrupted.
 """
@@ -118,17 +125,17 @@ class ShrinkResult:
 
 def shrink(scenario: Scenario, variant: Variant, execution: Execution,
            proof_budget: int = PROOF_BUDGET, progress: Optional[Progress] = None,
-           preemption_model: str = preemption.DEFAULT) -> ShrinkResult:
+           preemption_model: str = preemption.DEFAULT, jobs: int = 1) -> ShrinkResult:
     """The same invariant broken with the fewest preemptions, then the fewest steps, every run
     under ``preemption_model`` (which must allow ``execution``'s schedule).
 
     When local edits leave more than one preemption, the reduced search
     (at most ``proof_budget`` executions) supplies the starting point with the
-    fewest; the naive searches of the proof share another ``proof_budget``.
-    A pure function of its arguments.
+    fewest; the naive searches of the proof share another ``proof_budget``,
+    in ``jobs`` worker processes.  A pure function of its arguments, ``jobs`` aside.
     """
     target = execution.failure.invariant
-    work = _Work(scenario, variant, target, progress, preemption_model)
+    work = _Work(scenario, variant, target, progress, preemption_model, jobs)
     best = work.run(Guided(blocks_of(execution.decisions)))  # the same schedule, its enabled sets under the model
     at_least, proof, cut = 0, 0, None
     try:
@@ -139,7 +146,8 @@ def shrink(scenario: Scenario, variant: Variant, execution: Execution,
                 best = work.local(fewest)
         while at_least < preemptions(best):
             search = work.explore(f"proof: any failure with at most {at_least}?", reduction=False,
-                                  preemption_bound=at_least, max_executions=proof_budget - proof)
+                                  preemption_bound=at_least, max_executions=proof_budget - proof,
+                                  jobs=work.jobs, in_order=True)
             if search.interrupted:
                 raise KeyboardInterrupt
             if search.failure is not None:  # at most `at_least`, and none with fewer: minimal
@@ -167,6 +175,7 @@ class _Work:
     target: str
     progress: Optional[Progress]
     preemption_model: str
+    jobs: int
     candidates: int = 0
     executions: int = 0
 

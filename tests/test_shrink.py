@@ -62,13 +62,17 @@ def test_a_budget_that_runs_out_is_reported_as_not_proved():
 
 def test_the_fork_window_witness_shrinks_and_states_its_bounds():
     """The explore witness has 5 preemptions and no failing trace with fewer is found; the
-    naive searches prove that none with at most 1 exists (the one with 2 is past the budget)."""
+    naive searches prove that none with at most 1 exists (the one with 2 is past the budget).
+
+    The proof runs in 2 worker processes; what is asserted is the ``jobs=1`` result (the
+    counts of the sequential search with at most 1 below, bench/bench_shrink.py --jobs 1).
+    """
     sc = registry.get("uffd-move-vs-page-idle-fork")
     v = sc.variant("fixed")
     execution = engine.explore(sc, v).failure
     assert shrink.preemptions(execution) == 5
     phases = []
-    result = shrink.shrink(sc, v, execution, proof_budget=8900,
+    result = shrink.shrink(sc, v, execution, proof_budget=8900, jobs=2,
                            progress=lambda done, phase: phases.append(phase) if phase not in phases else None)
     assert result.execution.failure.invariant == "I7"
     assert result.preemptions == 5 and result.at_least == 2 and result.budget_cut == 2 and not result.proved
@@ -77,6 +81,35 @@ def test_the_fork_window_witness_shrinks_and_states_its_bounds():
     none = engine.explore(sc, v, reduction=False, preemption_bound=1, target="I7")
     assert none.complete and none.failure is None and none.executions == result.proof_executions - 60
     assert phases[0].startswith("local edits: 5 preemptions, ") and phases[1] == "reduced search: every failing trace"
+
+
+@pytest.mark.parametrize("scenario,variant,bound,budget,verdict", [
+    ("uffd-move-vs-page-idle", "unpatched", 1, None, "failure"),
+    ("uffd-move-vs-page-idle", "unpatched", 1, 7, "cut"),
+    ("uffd-move-vs-page-idle", "unpatched", 1, 159, "cut"),  # the sequential search meets it at 160
+    ("uffd-move-vs-page-idle", "unpatched", 1, 160, "failure"),
+    ("uffd-move-vs-page-idle", "unpatched", 0, 12, "complete"),  # 12 schedules: the budget is just enough
+    ("uffd-move-vs-page-idle", "unpatched", 0, 11, "cut"),
+    ("uffd-move-vs-referenced", "unpatched", 1, None, "failure"),
+])
+def test_a_parallel_proof_search_answers_as_the_sequential_one(scenario, variant, bound, budget, verdict):
+    """In order, 2 workers give the sequential naive search's first failure, cut and count."""
+    sc = registry.get(scenario)
+    v = sc.variant(variant)
+    one, two = (engine.explore(sc, v, reduction=False, preemption_bound=bound, max_executions=budget,
+                               jobs=jobs, in_order=True) for jobs in (1, 2))
+    assert two.jobs == 2
+    assert {"failure": one.failure is not None, "cut": not one.complete and one.failure is None,
+            "complete": one.complete}[verdict]
+    assert (two.complete, two.executions, two.violations) == (one.complete, one.executions, one.violations)
+    assert (two.failure and two.failure.steps) == (one.failure and one.failure.steps)
+
+
+def test_shrinking_with_workers_gives_the_same_result():
+    sc, v, execution = found("uffd-move-vs-page-idle", "unpatched", seed=4, strategy=RandomWalk)
+    one, two = (shrink.shrink(sc, v, execution, jobs=jobs) for jobs in (1, 2))
+    assert two.execution.steps == one.execution.steps and two.to_json() == one.to_json()
+    assert two.minimality() == one.minimality()
 
 
 def test_the_report_of_a_shrunk_race_fits_a_screen_and_marks_the_race():

@@ -111,6 +111,17 @@ class Node:
     def preempts(self, tid: int) -> bool:
         return self.current is not None and tid != self.current and self.current in self.enabled
 
+    def first_choice(self) -> Optional[int]:
+        """The thread the search runs first here: the current one if awake, else the lowest awake; None if none is."""
+        awake = [t for t in self.enabled if t not in self.sleep]
+        if not awake:
+            return None
+        return self.current if self.current in awake else awake[0]
+
+    def rank(self, tid: int) -> Tuple[int, int]:
+        """Where ``tid`` comes in the order the search tries threads here: the first choice, then ascending."""
+        return tid != self.first_choice(), tid
+
 
 @attrs.define(eq=False)
 class Event:
@@ -190,6 +201,11 @@ class Explore(Strategy):
                 out.append((depth, left))
         return out
 
+    def position(self) -> Tuple[Tuple[int, int], ...]:
+        """The running execution's place in the search's order: execution ``a`` runs before ``b``
+        iff ``a``'s position is the smaller (of one naive search; a reduced one depends on its races)."""
+        return tuple(node.rank(node.chosen) for node in self.stack)
+
     def _allowed(self, node: Node, tid: int) -> bool:
         if self.bound is None or not node.preempts(tid) or node.preemptions < self.bound:
             return True
@@ -219,10 +235,9 @@ class Explore(Strategy):
                 asleep = list(parent.sleep.items()) + [(q, f) for q, f in parent.done.items() if q != parent.chosen]
                 sleep = {q: f for q, f in asleep if not conflicting(f, fp)}
         node = Node(enabled, current, preemptions, sleep)
-        awake = [t for t in enabled if t not in sleep]
-        if not awake:
+        tid = node.first_choice()
+        if tid is None:
             raise Prune("sleep-set blocked")
-        tid = current if current in awake else awake[0]
         if not self._allowed(node, tid):
             raise Prune("over the preemption bound")
         node.chosen = tid
