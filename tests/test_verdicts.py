@@ -33,6 +33,7 @@ def test_the_flagship_scenarios_and_their_expectations_are_registered():
         ("uffd-move-vs-page-idle-fork", "unpatched"): FAILS,
         ("uffd-move-vs-page-idle-fork", "no-fast-recheck"): FAILS,
         ("uffd-move-vs-page-idle-fork", "no-slow-recheck"): FAILS,
+        ("uffd-move-vs-page-idle-fork", "slub-rcu-debug"): CLEAN,
         ("uffd-move-vs-referenced", "g2"): CLEAN,
         ("uffd-move-vs-page-idle", "g2"): CLEAN,
         ("uffd-move-vs-page-idle-fork", "g2"): CLEAN,
