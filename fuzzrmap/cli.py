@@ -598,8 +598,8 @@ def cmd_explore(args) -> int:
         print(json.dumps({
             "scenario": scenario.name, "variant": variant.name, "search": search, "verdict": verdict,
             "scope": engine.verified_scope(scenario, variant, result) if verdict.startswith("verified") else None,
-            "executions": result.executions, "pruned": result.pruned, "complete": result.complete,
-            "interrupted": result.interrupted, "target": args.target,
+            "executions": result.executions, "pruned": result.pruned, "quiet_states": result.quiet_states,
+            "complete": result.complete, "interrupted": result.interrupted, "target": args.target,
             "preemption_bound": args.preemption_bound, "bound_cut": result.bound_cut, "preemption_model": model,
             **_preemptions_json(first.preemptions if first else None),
             "invariant": first.invariant if first else None,
@@ -612,7 +612,10 @@ def cmd_explore(args) -> int:
         }))
     else:
         print(f"{scenario.name} / {variant.name}: {search}" + (f", target {args.target}" if args.target else ""))
-        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant) in {result.elapsed_s:.1f} s"
+        replayed = (f", {result.quiet_states} quiet states replayed for the checks between operations"
+                    if result.quiet_states else "")
+        print(f"  {result.executions} executions (+{result.pruned} cut short as redundant{replayed}) "
+              f"in {result.elapsed_s:.1f} s"
               + (f" ({result.jobs} worker processes)" if result.jobs > 1 else ""))
         print(f"  naive interleavings: at most {result.naive_upper_bound:.3g} "
               f"(steps per thread {'+'.join(map(str, result.steps_per_thread))}, ignoring blocking)")

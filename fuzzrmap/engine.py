@@ -40,6 +40,7 @@ from fuzzrmap.sched.seedfile import SeedFile
 from fuzzrmap.sched.api import RUNNING, running
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
+from fuzzrmap.sched.strategies.prefix import Prefix, PrefixEnd
 from fuzzrmap.sched.strategies.replay import Divergence, Replay
 from fuzzrmap.sched.trace import Execution
 
@@ -297,6 +298,8 @@ class ExploreResult:
     outcomes: FrozenSet[Tuple[object, Optional[str]]] = frozenset()
     #: where a thread may be preempted (:mod:`fuzzrmap.preemption`)
     preemption_model: str = preemption.DEFAULT
+    #: quiet states replayed for the check between operations
+    quiet_states: int = 0
 
     @property
     def naive_upper_bound(self) -> int:
@@ -324,6 +327,8 @@ class Tally:
 
     executions: int = 0
     pruned: int = 0
+    #: quiet states replayed for the check between operations (:meth:`Explore.quiet_states`)
+    quiet_states: int = 0
     longest: int = 0
     per_thread: List[int] = attrs.Factory(list)
     #: the first failure that counts (see ``target``)
@@ -337,6 +342,7 @@ class Tally:
         """Fold in the tally of a later part of the same search."""
         self.executions += other.executions
         self.pruned += other.pruned
+        self.quiet_states += other.quiet_states
         if other.longest > self.longest:
             self.longest, self.per_thread = other.longest, other.per_thread
         if self.failure is None:
@@ -396,12 +402,38 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
         broken = execution.failure
         if final_states:
             tally.outcomes.add((sched.world.world.final_state(), broken.invariant if broken else None))
-        if broken is not None and (target is None or broken.invariant == target):
-            tally.violations.add((broken.invariant, broken.message))
-            if tally.failure is None:
-                tally.failure = execution
-            if stop_on_failure:
+        if _counts(tally, execution, target) and stop_on_failure:
+            return
+        for decisions in strategy.quiet_states(execution):
+            tally.quiet_states += 1
+            replayed = quiet_state(scenario, variant, decisions)
+            state = replayed.execution()
+            if state.failure is not None and on_execution is not None:
+                on_execution(state, replayed)
+            if _counts(tally, state, target) and stop_on_failure:
                 return
+
+
+def _counts(tally: Tally, execution: Execution, target: Optional[str]) -> bool:
+    """Record ``execution``'s failure in ``tally`` if it counts (see ``target``); whether it did."""
+    broken = execution.failure
+    if broken is None or (target is not None and broken.invariant != target):
+        return False
+    tally.violations.add((broken.invariant, broken.message))
+    if tally.failure is None:
+        tally.failure = execution
+    return True
+
+
+def quiet_state(scenario: Scenario, variant: Variant, decisions: Tuple[int, ...]) -> Scheduler:
+    """Run ``decisions`` (a quiet state of :meth:`Explore.quiet_states`) and stop after the check
+    between operations in their last step; the schedule, failed if a check failed."""
+    sched = prepare(scenario, variant, Prefix(decisions), 0)
+    try:
+        drivers.run_direct(sched)
+    except PrefixEnd:
+        pass
+    return sched
 
 
 def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
@@ -416,7 +448,8 @@ def explore(scenario: Scenario, variant: Variant, reduction: bool = True,
     ``complete`` is True when every schedule (every Mazurkiewicz trace, with
     reduction; every schedule within the bound, without) has been run.
     ``on_execution(execution, sched)`` sees each full execution (tests read
-    final states from ``sched.world``).  With ``target``, only failures of that
+    final states from ``sched.world``) and each quiet state replayed whose
+    check failed (:meth:`Explore.quiet_states`).  With ``target``, only failures of that
     invariant count; others are searched past.  With ``check_footprints``, an
     access of a :class:`~fuzzrmap.sched.api.Shared` object outside the
     running step's declared footprint raises
@@ -472,4 +505,5 @@ def explore_result(tally: Tally, elapsed_s: float, reduction: bool, preemption_b
                    preemption_model: str = preemption.DEFAULT) -> ExploreResult:
     return ExploreResult(tally.executions, tally.pruned, tally.complete, tally.failure, elapsed_s,
                          reduction, preemption_bound, bound_cut, tally.longest, tally.per_thread, interrupted,
-                         frozenset(tally.violations), jobs, frozenset(tally.outcomes), preemption_model)
+                         frozenset(tally.violations), jobs, frozenset(tally.outcomes), preemption_model,
+                         tally.quiet_states)

@@ -30,7 +30,7 @@ variants leave it out, to keep their exhaustive searches at the size they had.
 from __future__ import annotations
 
 import types
-from typing import Awaitable, List, Set
+from typing import Awaitable, List
 
 import attrs
 
@@ -47,26 +47,21 @@ from fuzzrmap.kernel.memory import MM, PAGE_SIZE, VMA, Folio, linear_page_index,
 from fuzzrmap.kernel.mmap import do_munmap, dup_mmap
 from fuzzrmap.kernel.page_idle import page_idle_clear_pte_refs, page_idle_get_folio, page_idle_put_folio
 from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK, AnonVma, anon_vma_chain_link, folio_referenced
-from fuzzrmap.kernel.task import Kernel, current
+from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.userfaultfd import UserfaultfdCtx, move_pages
 from fuzzrmap.scenario import UNKNOWN, Variant
-from fuzzrmap.sched.api import RUNNING, point, reads, touch, wait_until, writes
+from fuzzrmap.sched.api import RUNNING, operation_begins, operation_ends, point, reads, wait_until, writes
 
 S_ADDR = 0x10000
 D_ADDR = 0x40000
 N_ADDR = 0xA0000
 
 
-#: The I12-I14 check between operations, a debug option like CONFIG_DEBUG_VM:
-#: it reads the whole rmap structure, so every step it runs in conflicts with
-#: every write, and an exhaustive search has more orders to tell apart.
+#: The I12-I14 check between operations, a debug option like CONFIG_DEBUG_VM.
+#: Exhaustive search replays the quiet states it checks that no execution it
+#: ran passed through (:func:`fuzzrmap.sched.api.operation_ends`).
 BETWEEN_OPS = hunk("debug.between_ops", "check I12-I14 after every operation that leaves no other in flight",
                    kind=CONFIG)
-
-
-def _in_op(comm: str) -> str:
-    """Footprint name of a thread's being inside an operation (what the I12-I14 check reads)."""
-    return f"in-op:{comm}"
 
 
 def new_root_anon_vma(k: Kernel, vma: VMA) -> AnonVma:
@@ -90,8 +85,6 @@ class UffdWorld:
     parent: VMA
     #: every folio of the world, F first; faults append the ones they create
     folios: List[Folio] = attrs.Factory(list)
-    #: threads inside an operation (checker bookkeeping)
-    in_flight: Set[str] = attrs.Factory(set)
 
     def vma(self, name: str) -> VMA:
         return {"S": self.src, "D": self.dst}[name]
@@ -123,30 +116,27 @@ def _operation(w: UffdWorld, call: Awaitable):
     """Run one kernel call as an operation; check I12-I14 when it returns on a quiet world.
 
     The call's body starts with a yield point (every model body does), so the
-    count of operations in flight changes inside the call's first step and its
-    last one, never at spawn.
+    operation begins inside the call's first step and ends inside its last
+    one, never at spawn.
     """
     it = call.__await__()
     if not BETWEEN_OPS.on:
         return (yield from it)
     sent = yield it.send(None)
-    me = current().comm
-    touch(_in_op(me), True)
-    w.in_flight.add(me)
+    operation_begins()
     while True:
         try:
             op = it.send(sent)
         except StopIteration as done:
-            touch(_in_op(me), True)
-            w.in_flight.discard(me)
-            for t in current().kernel.rcu.tasks:
-                touch(_in_op(t.comm), False)
-            if not w.in_flight:
-                broken = structure.between_operations(w.kernel, w.folios)
-                if broken is not None:
-                    raise violation(*broken)
+            operation_ends(lambda: _check_structure(w))
             return done.value
         sent = yield op
+
+
+def _check_structure(w: UffdWorld) -> None:
+    broken = structure.between_operations(w.kernel, w.folios)
+    if broken is not None:
+        raise violation(*broken)
 
 
 # -- the actors ------------------------------------------------------------------

@@ -48,6 +48,17 @@ step.  With footprint checking on (``explore --check-footprints``), an access
 of a :class:`Shared` object that the running step did not declare stops the
 run with a :class:`FootprintError` naming the step and the resource.
 
+Operations and the check between them.  A model thread may group its steps
+into *operations* (:func:`operation_begins`, :func:`operation_ends`): a
+kernel call such as ``do_munmap()`` that leaves shared state consistent only
+when it returns.  When an operation ends and no thread is inside one, a check
+of that quiet state runs (:func:`operation_ends`).  Its reads are not
+recorded: a check reads everything, and recorded reads would make every
+write race with every check.  Exhaustive search covers the check instead by
+the states themselves: for each execution it enumerates the quiet states of
+its equivalence class that the execution did not pass through and replays
+each new one (:meth:`fuzzrmap.sched.strategies.dpor.Explore.quiet_states`).
+
 Model code must never await anything else (trio primitives included): a driver
 that receives a foreign object raises :class:`ModelError`.
 """
@@ -238,6 +249,43 @@ class Shared:
         if attr[0] != "_" and RUNNING.touched is not None:
             _touch_checked(f"{object.__getattribute__(self, '_shared_name')}.{attr}", True)
         object.__setattr__(self, attr, value)
+
+
+#: :attr:`~fuzzrmap.sched.trace.Step.ops` bits: the step begins an operation, ends one
+BEGINS = 1
+ENDS = 2
+
+
+def operation_begins() -> None:
+    """The running thread enters an operation (in the step that runs now)."""
+    task = running()
+    sched = RUNNING.sched
+    if not sched.steps:
+        raise ModelError(f"{task.role} began an operation before its first yield point")
+    task.in_op += 1
+    sched.in_operation += 1
+    sched.steps[-1].ops |= BEGINS
+
+
+def operation_ends(check: Callable[[], None]) -> None:
+    """The running thread leaves its operation; then, if no thread is inside one, ``check()``.
+
+    ``check`` reads shared state without recording it (see the module notes)
+    and raises a violation when the state is broken; it must write nothing.
+    """
+    task = running()
+    sched = RUNNING.sched
+    if task.in_op == 0:
+        raise ModelError(f"{task.role} ended an operation it had not begun")
+    task.in_op -= 1
+    sched.in_operation -= 1
+    sched.steps[-1].ops |= ENDS
+    if sched.in_operation == 0:
+        touched, RUNNING.touched = RUNNING.touched, None
+        try:
+            check()
+        finally:
+            RUNNING.touched = touched
 
 
 def running():

@@ -63,7 +63,7 @@ def exit_resource(role: str) -> str:
 class Task:
     """One model thread: a coroutine parked at ``op`` (``None`` once it returned)."""
 
-    __slots__ = ("tid", "role", "coro", "op", "state", "handle", "daemon")
+    __slots__ = ("tid", "role", "coro", "op", "state", "handle", "daemon", "in_op")
 
     def __init__(self, tid: int, role: str, coro: Coroutine, daemon: bool = False) -> None:
         self.tid = tid
@@ -72,6 +72,8 @@ class Task:
         #: a daemon blocked at the end does not make the schedule a deadlock
         self.daemon = daemon
         self.op: Optional[Op] = None
+        #: operations the thread is inside (:func:`~fuzzrmap.sched.api.operation_begins`)
+        self.in_op = 0
         # Per-thread model state (the kernel's task_struct), owned by the model.
         self.state: Any = None
         # Driver-private handle (the trio task running this thread).
@@ -114,6 +116,8 @@ class Scheduler:
         self.consequences: List[Failure] = []
         self.phase = Phase.NEW
         self._current: Optional[int] = None
+        #: operations in flight, over all threads
+        self.in_operation = 0
         #: what the owner of this schedule built it from (the engine: kernel and world)
         self.world: Any = None
         #: names of the hunks this schedule runs with (read by fuzzrmap.hunks.Hunk.on)

@@ -28,15 +28,16 @@ LIVENESS = "LIVENESS"
 
 class Step:
     """One decision.  ``footprint`` is the released step's accesses,
-    ``(resource, access)`` pairs; it is derived from the model on every run,
-    not stored in seed files and not compared.
+    ``(resource, access)`` pairs, and ``ops`` whether it began or ended an
+    operation; both are derived from the model on every run, not stored in
+    seed files and not compared.
 
     A plain slotted class rather than an attrs record: one is built per
     decision, on the hot path.  Treat it as immutable once its schedule has
     ended (the scheduler completes ``footprint`` while recording one).
     """
 
-    __slots__ = ("task", "func", "label", "enabled", "footprint")
+    __slots__ = ("task", "func", "label", "enabled", "footprint", "ops")
 
     def __init__(self, task: int, func: str, label: str, enabled: Tuple[int, ...],
                  footprint: Footprint = ()) -> None:
@@ -45,6 +46,8 @@ class Step:
         self.label = label
         self.enabled = enabled
         self.footprint = footprint
+        #: whether the step began or ended an operation (:data:`~fuzzrmap.sched.api.BEGINS`, ``ENDS``)
+        self.ops = 0
 
     def _key(self) -> tuple:
         return self.task, self.func, self.label, self.enabled

@@ -55,6 +55,18 @@ below a given path (parallel explore, :mod:`fuzzrmap.explore_parallel`):
 it tries only the given threads at the path's end, and the backtrack points
 its races need above that are handed back as requests instead of searched.
 
+Quiet states.  A check that runs when an operation ends and no thread is
+inside one (:func:`~fuzzrmap.sched.api.operation_ends`) reads without
+recording, so it orders nothing; the state it sees depends only on the set
+of steps before it, a downward-closed set (a *cut*) of the execution's
+happens-before order, whatever order they ran in.  After each full execution
+:meth:`Explore.quiet_states` enumerates its cuts that end with a step ending
+an operation, hold that step as their last, and leave every thread outside
+its operations; each one not seen before (keyed by each thread's steps and
+their vector clocks) that the execution did not pass through is handed back
+as decisions to replay.  Every execution of the program is equivalent to one
+that ran, so every quiet state it passes through is a cut of one that ran.
+
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
 left out.
@@ -66,7 +78,7 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
-from fuzzrmap.sched.api import ADD, ANY, RUNNING, Footprint, ModelError, clash
+from fuzzrmap.sched.api import ADD, ANY, BEGINS, ENDS, RUNNING, Footprint, ModelError, clash
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import Execution
 
@@ -155,6 +167,10 @@ class Explore(Strategy):
         #: backtrack points this subtree search found for nodes above ``base``:
         #: (depth, initials of the reversal, threads it added there)
         self.requests: List[Tuple[int, FrozenSet[int], FrozenSet[int]]] = []
+        #: vector clocks of the last analysed execution's steps
+        self._clocks: List[List[int]] = []
+        #: keys of the quiet states already checked or handed back (:meth:`quiet_states`)
+        self.quiet_seen: Set[Tuple[int, ...]] = set()
 
     # -- moving the DFS ------------------------------------------------------
     def advance(self) -> bool:
@@ -303,6 +319,7 @@ class Explore(Strategy):
         ``events[:n]`` ran in this order; the rest are pending steps after the end.
         """
         clocks: List[List[int]] = []
+        self._clocks = clocks
         last_of: Dict[int, int] = {}
         accesses: Dict[str, List[Tuple[int, bool]]] = {}
         anything: List[int] = []  # events that may touch anything
@@ -331,6 +348,73 @@ class Explore(Strategy):
                     continue  # ordered before i through steps that can be reversed
                 if self._backtrack(j, i, events, clocks, n) and self._reversible(j, i, events, earlier, clocks, base):
                     visible = _join(visible, clocks[j])
+
+    # -- quiet states ------------------------------------------------------------
+    def quiet_states(self, execution: Execution) -> List[Tuple[int, ...]]:
+        """Decisions that reach each new quiet state of ``execution``'s class it did not pass through.
+
+        A quiet state is a cut of the execution's happens-before order whose
+        last step ``e`` ends an operation and in which no thread is inside
+        one; its decisions are the cut's steps in the order they ran, ``e``
+        moved last (nothing in the cut depends on it).  The quiet states
+        that the execution, or a replay handed back, passes through on its
+        way are not handed back again.  Call after
+        :meth:`analyse` of a full execution, with reduction.
+        """
+        steps = execution.steps
+        if not self.reduction or not any(s.ops for s in steps):
+            return []
+        n, clocks = len(steps), self._clocks
+        threads = len(execution.roles)
+        mine: List[List[int]] = [[] for _ in range(threads)]  # each thread's step indices
+        depth: List[List[int]] = [[0] for _ in range(threads)]  # operations open after p steps
+        position = [0] * n
+        for i, s in enumerate(steps):
+            mine[s.task].append(i)
+            position[i] = len(mine[s.task])
+            depth[s.task].append(depth[s.task][-1] + (s.ops & BEGINS and 1) - (s.ops & ENDS and 1))
+        # each step's vector clock as counts of steps per thread, and each thread's prefix keys
+        counts = [tuple(position[g] if g >= 0 else 0 for g in clocks[i]) for i in range(n)]
+        keys: List[List[int]] = []
+        for t in range(threads):
+            chain = [0]
+            for g in mine[t]:
+                chain.append(hash((chain[-1], counts[g], steps[g].func, steps[g].label)))
+            keys.append(chain)
+        def passes(order):
+            """The keys of the quiet states a run of ``order`` checks as it goes."""
+            at = [0] * threads
+            for g in order:
+                at[steps[g].task] = position[g]
+                if steps[g].ops & ENDS and not any(depth[u][p] for u, p in enumerate(at)):
+                    yield tuple([keys[u][p] for u, p in enumerate(at)])
+
+        self.quiet_seen.update(passes(range(n)))
+        new: Dict[Tuple[int, ...], Tuple[Tuple[int, ...], int]] = {}
+        for e, s in enumerate(steps):
+            t = s.task
+            if not s.ops & ENDS or depth[t][position[e]]:
+                continue
+            options = []
+            for u in range(threads):
+                if u == t:
+                    options.append([position[e]])
+                    continue
+                after = next((p for p, g in enumerate(mine[u]) if clocks[g][t] >= e), len(mine[u]))
+                options.append([p for p in range(counts[e][u], after + 1) if not depth[u][p]])
+            for cut in _cuts(options, mine, counts):
+                key = tuple([keys[u][p] for u, p in enumerate(cut)])
+                if key not in self.quiet_seen:
+                    new.setdefault(key, (cut, e))
+        # the largest first: a replay checks the quiet states it passes through on its way
+        found = []
+        for key, (cut, e) in sorted(new.items(), key=lambda item: -sum(item[1][0])):
+            if key in self.quiet_seen:
+                continue
+            order = sorted(g for u, p in enumerate(cut) for g in mine[u][:p] if g != e) + [e]
+            self.quiet_seen.update(passes(order))
+            found.append(tuple(steps[g].task for g in order))
+        return found
 
     def _reversible(self, j: int, i: int, events: List[Event], earlier: List[int],
                     clocks: List[List[int]], base: List[int]) -> bool:
@@ -398,6 +482,29 @@ class Explore(Strategy):
         if j < self.base:
             self.requests.append((j, frozenset(initials), frozenset(added)))
         return True
+
+
+def _cuts(options: List[List[int]], mine: List[List[int]], counts: List[Tuple[int, ...]]):
+    """Every choice of one count per thread from ``options`` that is a cut: no chosen
+    step's vector clock reaches past another thread's count."""
+    chosen: List[int] = []
+
+    def fits(u: int, p: int) -> bool:
+        if p and any(c < counts[mine[u][p - 1]][v] for v, c in enumerate(chosen)):
+            return False
+        return all(not q or counts[mine[v][q - 1]][u] <= p for v, q in enumerate(chosen))
+
+    def extend(u: int):
+        if u == len(options):
+            yield tuple(chosen)
+            return
+        for p in options[u]:
+            if fits(u, p):
+                chosen.append(p)
+                yield from extend(u + 1)
+                chosen.pop()
+
+    return extend(0)
 
 
 def _wait_kind(op) -> int:
