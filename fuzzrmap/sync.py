@@ -10,7 +10,9 @@ user's program needs, with no rule beyond their own contract:
 * :class:`RWLock` - many readers or one writer, no preference either way;
 * :class:`Condition` - a condition variable over a :class:`Mutex`
   (``wait``, ``notify``, ``notify_all``; no spurious wake-ups);
-* :class:`Thread` - a thread another thread creates and joins.
+* :class:`Thread` - a thread another thread creates and joins;
+* :func:`operation` - await a call as one operation, with a check of the
+  state when it returns and no other operation is in flight.
 
 Every operation is one scheduler step with a yield point before it, and
 reports each access it makes with :func:`~fuzzrmap.sched.api.touch`, so the
@@ -40,7 +42,9 @@ from typing import Any, Awaitable, Callable, List
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.sched.scheduler import exit_resource
-from fuzzrmap.sched.api import RUNNING, ModelError, point, reads, running, touch, wait_until, writes
+from fuzzrmap.sched.api import RUNNING, ModelError, operation, point, reads, running, touch, wait_until, writes
+
+__all__ = ["Cell", "Mutex", "RWLock", "Condition", "Thread", "operation"]
 
 MUTEX = "mutex"
 SHARED = "shared"
@@ -59,7 +63,7 @@ def _holder():
 
 class Cell:
     """One shared memory word.  Threads access it with the awaitable operations;
-    ``value`` is for ``setup`` and the end-of-schedule checks only."""
+    ``value`` is for ``setup``, the end-of-schedule checks and the checks between operations only."""
 
     def __init__(self, name: str, value: Any = 0) -> None:
         self.name = name
@@ -70,7 +74,7 @@ class Cell:
 
     @property
     def value(self) -> Any:
-        if RUNNING.task is not None:
+        if RUNNING.task is not None and not RUNNING.checking:
             raise ModelError(f"{self.name}.value read inside a thread: use 'await {self.name}.load()'")
         return self._value
 

@@ -18,7 +18,7 @@ from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.check.invariants import anon_vma_access
 from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SlotState, slot_resource
-from fuzzrmap.sched.api import TRACKED, FootprintError, operation_begins, operation_ends, point, reads, wait_until, writes
+from fuzzrmap.sched.api import TRACKED, FootprintError, operation, point, reads, wait_until, writes
 
 import tiny
 
@@ -496,20 +496,19 @@ def operations_program(seed, seen):
             seen.add(tuple(c.value for c in cells))
 
         def body(t, ops):
+            async def steps(n, op):
+                for kind, c in op:
+                    await point(f"t{t}", f"{kind} x{c}", TRACKED)
+                    if kind == "write":
+                        cells[c].value = 10 * t + n + 1
+                    elif kind == "add":
+                        cells[c].value += t + 1
+                    else:
+                        cells[c].value
+
             async def run():
                 for n, op in enumerate(ops):
-                    for i, (kind, c) in enumerate(op):
-                        await point(f"t{t}", f"{kind} x{c}", TRACKED)
-                        if i == 0:
-                            operation_begins()
-                        if kind == "write":
-                            cells[c].value = 10 * t + n + 1
-                        elif kind == "add":
-                            cells[c].value += t + 1
-                        else:
-                            cells[c].value
-                        if i == len(op) - 1:
-                            operation_ends(check)
+                    await operation(steps(n, op), check)
                     if loose[t]:
                         await point(f"t{t}", "loose write x0", TRACKED)
                         cells[0].value = 100 + t
@@ -540,12 +539,13 @@ def test_a_state_only_another_order_passes_through_is_checked():
                 raise violation("TINY", SAFETY, "y ahead of x between operations")
 
         def writer(cell):
-            async def body():
+            async def write():
                 await point(cell._shared_name, "write", TRACKED)
-                operation_begins()
                 cell.value = 1
                 await point(cell._shared_name, "done", TRACKED)
-                operation_ends(check)
+
+            async def body():
+                await operation(write(), check)
             return body
 
         return [("a", writer(x)), ("b", writer(y))], lambda: (x.value, y.value)
@@ -555,3 +555,4 @@ def test_a_state_only_another_order_passes_through_is_checked():
     assert result.executions == 1 and result.quiet_states == 1
     assert result.failure is not None and result.failure.failure.invariant == "TINY"
     assert [s.task for s in result.failure.steps] == [1, 1]
+

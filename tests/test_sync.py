@@ -199,7 +199,8 @@ DOCS = [("lost_update.py:lost-update", "racy"), ("lost_update.py:lost-update", "
         ("lost_update.py:lost-update-3", "racy"), ("lost_update.py:lost-update-3", "locked"),
         ("abba.py", "abba"), ("abba.py", "ordered"),
         ("moving_item.py", "fixed"), ("moving_item.py", "unpatched"),
-        ("moving_item.py", "no-recheck"), ("moving_item.py", "no-lock-destination")]
+        ("moving_item.py", "no-recheck"), ("moving_item.py", "no-lock-destination"),
+        ("transfer.py", "racy"), ("transfer.py", "locked")]
 
 
 @pytest.mark.parametrize("ref,variant", DOCS)

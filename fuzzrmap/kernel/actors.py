@@ -29,7 +29,6 @@ variants leave it out, to keep their exhaustive searches at the size they had.
 
 from __future__ import annotations
 
-import types
 from typing import Awaitable, List
 
 import attrs
@@ -50,7 +49,7 @@ from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK, AnonVma, anon_vma_c
 from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.userfaultfd import UserfaultfdCtx, move_pages
 from fuzzrmap.scenario import UNKNOWN, Variant
-from fuzzrmap.sched.api import RUNNING, operation_begins, operation_ends, point, reads, wait_until, writes
+from fuzzrmap.sched.api import RUNNING, adds, operation, point, reads, wait_until
 
 S_ADDR = 0x10000
 D_ADDR = 0x40000
@@ -111,26 +110,12 @@ def build(k: Kernel) -> UffdWorld:
 
 # -- operations: the check between them -------------------------------------------
 
-@types.coroutine
-def _operation(w: UffdWorld, call: Awaitable):
-    """Run one kernel call as an operation; check I12-I14 when it returns on a quiet world.
-
-    The call's body starts with a yield point (every model body does), so the
-    operation begins inside the call's first step and ends inside its last
-    one, never at spawn.
-    """
-    it = call.__await__()
+async def _operation(w: UffdWorld, call: Awaitable):
+    """Run one kernel call as an operation: with :data:`BETWEEN_OPS`, I12-I14 are checked
+    when it returns on a quiet world."""
     if not BETWEEN_OPS.on:
-        return (yield from it)
-    sent = yield it.send(None)
-    operation_begins()
-    while True:
-        try:
-            op = it.send(sent)
-        except StopIteration as done:
-            operation_ends(lambda: _check_structure(w))
-            return done.value
-        sent = yield op
+        return await call
+    return await operation(call, lambda: _check_structure(w))
 
 
 def _check_structure(w: UffdWorld) -> None:
@@ -143,11 +128,11 @@ def _check_structure(w: UffdWorld) -> None:
 
 async def _pinned(w: UffdWorld, func: str, get: str, put: str, walk) -> None:
     """A reader's reference on F around its walk (isolation or folio_try_get)."""
-    await point(func, get, writes(w.folio._refcount.name))
+    await point(func, get, adds(w.folio._refcount.name))
     if not w.folio._refcount.atomic_inc_not_zero():
         return
     await walk()
-    await point(func, put, writes(w.folio._refcount.name))
+    await point(func, put, adds(w.folio._refcount.name))
     w.folio._refcount.atomic_dec_and_test()
 
 

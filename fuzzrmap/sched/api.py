@@ -48,11 +48,10 @@ step.  With footprint checking on (``explore --check-footprints``), an access
 of a :class:`Shared` object that the running step did not declare stops the
 run with a :class:`FootprintError` naming the step and the resource.
 
-Operations and the check between them.  A model thread may group its steps
-into *operations* (:func:`operation_begins`, :func:`operation_ends`): a
-kernel call such as ``do_munmap()`` that leaves shared state consistent only
-when it returns.  When an operation ends and no thread is inside one, a check
-of that quiet state runs (:func:`operation_ends`).  Its reads are not
+Operations and the check between them.  A model thread may await a call as
+an *operation* (:func:`operation`): a kernel call such as ``do_munmap()``
+that leaves shared state consistent only when it returns.  When an
+operation ends and no thread is inside one, a check of that quiet state runs.  Its reads are not
 recorded: a check reads everything, and recorded reads would make every
 write race with every check.  Exhaustive search covers the check instead by
 the states themselves: for each execution it enumerates the quiet states of
@@ -65,7 +64,8 @@ that receives a foreign object raises :class:`ModelError`.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple, Union
+import types
+from typing import Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 #: an access: ``False`` (read), ``True`` (write) or :data:`ADD`
 Access = Union[bool, str]
@@ -89,6 +89,7 @@ class FootprintError(ModelError):
 
 
 Label = Union[str, Callable[[], str]]
+T = TypeVar("T")
 
 
 class Op:
@@ -186,7 +187,7 @@ class _Running:
     """The thread executing model code right now (the kernel's ``current``)
     and the scheduler that released it."""
 
-    __slots__ = ("task", "sched", "touched", "check_footprints")
+    __slots__ = ("task", "sched", "touched", "check_footprints", "checking")
 
     def __init__(self) -> None:
         self.task = None
@@ -195,6 +196,8 @@ class _Running:
         self.touched = None
         #: check Shared accesses against the running step's declared footprint
         self.check_footprints = False
+        #: a check between operations is running (it may read what threads may not)
+        self.checking = False
 
 
 RUNNING = _Running()
@@ -256,36 +259,49 @@ BEGINS = 1
 ENDS = 2
 
 
-def operation_begins() -> None:
-    """The running thread enters an operation (in the step that runs now)."""
-    task = running()
-    sched = RUNNING.sched
-    if not sched.steps:
-        raise ModelError(f"{task.role} began an operation before its first yield point")
-    task.in_op += 1
-    sched.in_operation += 1
-    sched.steps[-1].ops |= BEGINS
+@types.coroutine
+def operation(call: Awaitable[T], check: Callable[[], None]):
+    """Await ``call`` as one operation; when it returns and no thread is inside one, run ``check()``.
 
-
-def operation_ends(check: Callable[[], None]) -> None:
-    """The running thread leaves its operation; then, if no thread is inside one, ``check()``.
-
-    ``check`` reads shared state without recording it (see the module notes)
-    and raises a violation when the state is broken; it must write nothing.
+    The operation begins inside the call's first step (a body starts with a
+    yield point) and ends inside its last.  ``check`` reads shared state
+    without recording it (see the module notes), raises a violation when the
+    state is broken, and must write nothing.
     """
-    task = running()
-    sched = RUNNING.sched
-    if task.in_op == 0:
-        raise ModelError(f"{task.role} ended an operation it had not begun")
+    it = call.__await__()
+    try:
+        sent = yield it.send(None)
+    except StopIteration as done:  # no step: nothing shared was touched
+        return done.value
+    _enter(running())
+    while True:
+        try:
+            op = it.send(sent)
+        except StopIteration as done:
+            _leave(running(), check)
+            return done.value
+        sent = yield op
+
+
+def _enter(task) -> None:
+    task.in_op += 1
+    RUNNING.sched.in_operation += 1
+    RUNNING.sched.steps[-1].ops |= BEGINS
+
+
+def _leave(task, check: Callable[[], None]) -> None:
     task.in_op -= 1
+    sched = RUNNING.sched
     sched.in_operation -= 1
     sched.steps[-1].ops |= ENDS
     if sched.in_operation == 0:
         touched, RUNNING.touched = RUNNING.touched, None
+        RUNNING.checking = True
         try:
             check()
         finally:
             RUNNING.touched = touched
+            RUNNING.checking = False
 
 
 def running():
