@@ -18,7 +18,8 @@ from fuzzrmap.kernel.rmap import put_anon_vma
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.check.invariants import anon_vma_access
 from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SlotState, slot_resource
-from fuzzrmap.sched.api import TRACKED, FootprintError, operation, point, reads, wait_until, writes
+from fuzzrmap.kernel.refcount import Atomic
+from fuzzrmap.sched.api import TRACKED, FootprintError, adds, operation, point, reads, wait_until, writes
 
 import tiny
 
@@ -556,3 +557,75 @@ def test_a_state_only_another_order_passes_through_is_checked():
     assert result.failure is not None and result.failure.failure.invariant == "TINY"
     assert [s.task for s in result.failure.steps] == [1, 1]
 
+
+# -- reference counts: gets and puts of threads that hold their own reference commute (ADD) ------
+
+def refcount_program(seed):
+    """2-3 threads on one reference count that starts at 1 or 2: pins (``atomic_inc_not_zero()``
+    then ``atomic_dec_and_test()`` by the same thread), a put of a reference the thread does not
+    hold (the count may reach zero: the object is freed), ``atomic_read()`` and ``atomic_inc()``."""
+    rng = random.Random(seed)
+    kinds = ["pin", "pin", "pin", "put", "read", "get"]
+    start = rng.choice([1, 2])
+    plans = [[rng.choice(kinds) for _ in range(rng.randint(1, 2))] for _ in range(rng.choice([2, 3, 3]))]
+
+    def threads(k):
+        count = Atomic("obj.refcount", start)
+        log = []
+
+        def body(t, ops):
+            fn = f"t{t}"
+
+            async def run():
+                for op in ops:
+                    if op == "pin":
+                        await point(fn, "atomic_inc_not_zero", adds(count.name))
+                        if not count.atomic_inc_not_zero():
+                            log.append((t, "pin failed"))
+                            continue
+                        await point(fn, "atomic_dec_and_test", adds(count.name))
+                        if count.atomic_dec_and_test():
+                            log.append((t, "freed by its own put"))
+                    elif op == "put":
+                        await point(fn, "atomic_dec_and_test", adds(count.name))
+                        if count.counter and count.atomic_dec_and_test():
+                            log.append((t, "freed"))
+                    elif op == "read":
+                        await point(fn, "atomic_read", reads(count.name))
+                        log.append((t, "read", count.atomic_read()))
+                    else:
+                        await point(fn, "atomic_inc", adds(count.name))
+                        count.atomic_inc()
+            return run
+
+        return [(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)], lambda: (tuple(sorted(log)), count.counter)
+
+    return tiny._program(f"refcount-{seed}", threads)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_refcount_programs_match_naive(seed):
+    scenario = refcount_program(seed)
+    naive, naive_seen = every_failure(scenario, reduction=False)
+    reduced, reduced_seen = every_failure(scenario, reduction=True)
+    assert reduced_seen == naive_seen
+    assert reduced.executions <= naive.executions
+
+
+def test_two_pins_over_a_held_reference_need_one_execution():
+    """Two threads each take and drop a reference while a third holds the object: one trace."""
+    def threads(k):
+        count = Atomic("obj.refcount", 1)
+
+        def pin(name):
+            async def body():
+                await point(name, "atomic_inc_not_zero", adds(count.name))
+                assert count.atomic_inc_not_zero()
+                await point(name, "atomic_dec_and_test", adds(count.name))
+                assert not count.atomic_dec_and_test()
+            return body
+
+        return [("a", pin("a")), ("b", pin("b"))], lambda: count.counter
+
+    result = engine.explore(tiny._program("tiny-two-pins", threads), tiny.ONE[0])
+    assert result.complete and result.executions == 1 and result.pruned == 0

@@ -28,7 +28,7 @@ from fuzzrmap.kernel.rmap import (
     RmapWalkControl, folio_lock_anon_vma_read, folio_test_ksm, page_vma_mapped_walk, page_vma_mapped_walk_done,
     rmap_walk,
 )
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import adds, point, reads, writes
 
 TRYLOCK = hunk("damon.trylock", "G2: damon_folio_mkold()/damon_folio_young() trylock every folio before rmap_walk()")
 
@@ -87,10 +87,10 @@ async def damon_folio_walk(folio: Folio, op: str) -> bool:
 async def damon_pa_access(folio: Folio, op: str) -> bool:
     """``damon_pa_mkold()`` / ``damon_pa_young()`` of the page of ``folio``: pin, walk, put."""
     fn = f"damon_pa_{op}"
-    await point(fn, "folio = damon_get_folio(pfn): folio_try_get()", writes(folio._refcount.name))
+    await point(fn, "folio = damon_get_folio(pfn): folio_try_get()", adds(folio._refcount.name))
     if not folio._refcount.atomic_inc_not_zero():
         return False
     accessed = await damon_folio_walk(folio, op)
-    await point(fn, "folio_put(folio)", writes(folio._refcount.name))
+    await point(fn, "folio_put(folio)", adds(folio._refcount.name))
     folio._refcount.atomic_dec_and_test()
     return accessed

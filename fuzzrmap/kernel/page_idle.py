@@ -21,7 +21,7 @@ from fuzzrmap.kernel.rmap import (
     RmapWalkControl, folio_lock_anon_vma_read, folio_test_ksm, page_vma_mapped_walk, page_vma_mapped_walk_done,
     rmap_walk,
 )
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import adds, point, reads, writes
 
 TRYLOCK = hunk("page_idle.trylock", "G2: page_idle_clear_pte_refs() trylocks every folio before rmap_walk()")
 
@@ -55,10 +55,10 @@ async def page_idle_clear_pte_refs(folio: Folio) -> None:
 
 async def page_idle_get_folio(folio: Folio) -> bool:
     """``folio_try_get()`` of the folio at a pfn (an LRU folio is never freed in the model)."""
-    await point("page_idle_get_folio", "folio_try_get(folio)", writes(folio._refcount.name))
+    await point("page_idle_get_folio", "folio_try_get(folio)", adds(folio._refcount.name))
     return folio._refcount.atomic_inc_not_zero()
 
 
 async def page_idle_put_folio(folio: Folio) -> None:
-    await point("page_idle_bitmap_write", "folio_set_idle(folio); folio_put(folio)", writes(folio._refcount.name))
+    await point("page_idle_bitmap_write", "folio_set_idle(folio); folio_put(folio)", adds(folio._refcount.name))
     folio._refcount.atomic_dec_and_test()

@@ -39,7 +39,7 @@ from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SlabObject
 from fuzzrmap.kernel.task import current, sleeping
-from fuzzrmap.sched.api import TRACKED, point, reads, touch, writes
+from fuzzrmap.sched.api import TRACKED, adds, point, reads, touch, writes
 
 
 #: The seed patch ("mm/rmap: support move to different root anon_vma in
@@ -80,6 +80,8 @@ class AnonVma(SlabObject):
         self.num_active_vmas = 0
         self.fp_root = reads(f"{self.name}.root")
         self.fp_refcount = writes(f"{self.name}.refcount")
+        #: a reference taken or dropped (an add while others hold it up, :mod:`fuzzrmap.kernel.refcount`)
+        self.fp_refcount_get_put = adds(f"{self.name}.refcount")
         self.fp_tree = writes(f"{self.name}.rb_root")
         self.fp_tree_read = reads(f"{self.name}.rb_root")
 
@@ -138,7 +140,7 @@ def get_anon_vma(anon_vma: AnonVma) -> None:
 
 async def put_anon_vma(anon_vma: AnonVma, func: str, label: str) -> None:
     """``put_anon_vma()`` (P1), then ``__put_anon_vma()`` on the last reference."""
-    await point(func, lambda: f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount)
+    await point(func, lambda: f"{label} put_anon_vma({anon_vma!r}): atomic_dec_and_test", anon_vma.fp_refcount_get_put)
     check.anon_vma_access(anon_vma, "put_anon_vma")
     if anon_vma.refcount.atomic_dec_and_test():
         await __put_anon_vma(anon_vma)
@@ -150,7 +152,7 @@ async def __put_anon_vma(anon_vma: AnonVma) -> None:
     root = anon_vma.root
     await anon_vma_free(anon_vma)
     if root is not anon_vma:
-        await point(fn, f"P2c atomic_dec_and_test({root!r}->refcount)", root.fp_refcount)
+        await point(fn, f"P2c atomic_dec_and_test({root!r}->refcount)", root.fp_refcount_get_put)
         check.anon_vma_access(root, "__put_anon_vma(root)")
         if root.refcount.atomic_dec_and_test():
             await anon_vma_free(root)
@@ -245,7 +247,7 @@ async def folio_get_anon_vma(folio: Folio) -> Optional[AnonVma]:
         return await _out(fn, anon_vma)
 
     anon_vma = anon_mapping
-    await point(fn, lambda: f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+    await point(fn, lambda: f"G3 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount_get_put)
     check.anon_vma_access(anon_vma, "G3 atomic_inc_not_zero", idiom=True)
     if not anon_vma.refcount.atomic_inc_not_zero():
         return await _out(fn, None)
@@ -333,7 +335,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
             return await _returns(fn, folio, anon_vma, held_at_entry, out=True)
 
         # trylock failed, we got to sleep
-        await point(fn, lambda: f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S2 atomic_inc_not_zero({anon_vma!r}->refcount)", anon_vma.fp_refcount_get_put)
         check.anon_vma_access(anon_vma, "S2 atomic_inc_not_zero", idiom=True)
         if not anon_vma.refcount.atomic_inc_not_zero():
             anon_vma = None
@@ -362,7 +364,7 @@ async def folio_lock_anon_vma_read(folio: Folio, rwc: Optional[RmapWalkControl])
                 anon_vma = None
                 continue
 
-        await point(fn, lambda: f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount)
+        await point(fn, lambda: f"S7 atomic_dec_and_test({anon_vma!r}->refcount)", anon_vma.fp_refcount_get_put)
         check.anon_vma_access(anon_vma, "S7 atomic_dec_and_test")
         if anon_vma.refcount.atomic_dec_and_test():
             # Oops, we held the last refcount, release the lock and bail --

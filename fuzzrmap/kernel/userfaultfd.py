@@ -53,7 +53,7 @@ from fuzzrmap.kernel.rmap import (
     AnonVma, anon_vma_lock_write, anon_vma_trylock_write, anon_vma_unlock_write,
     folio_get_anon_vma, folio_move_anon_rmap, put_anon_vma,
 )
-from fuzzrmap.sched.api import TRACKED, point, reads, writes
+from fuzzrmap.sched.api import TRACKED, adds, point, reads, writes
 
 EAGAIN = -11
 EBUSY = -16
@@ -183,7 +183,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
                 err = EBUSY
                 break
             if MOVE_V6_8.on:
-                await point(fn, "M4 folio_get(folio); spin_unlock(src_ptl)", writes(folio._refcount.name))
+                await point(fn, "M4 folio_get(folio); spin_unlock(src_ptl)", adds(folio._refcount.name))
                 folio_get(folio)
                 src_folio = folio
                 src_folio_pte = orig_src_pte
@@ -196,7 +196,7 @@ async def move_pages_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: in
                 # the model has small folios only).
                 await point(fn, "M4 locked = folio_trylock(folio)", writes(folio.lock.name))
                 locked = folio_trylock(folio)
-                await point(fn, "M4 folio_get(folio); spin_unlock(src_ptl)", writes(folio._refcount.name))
+                await point(fn, "M4 folio_get(folio); spin_unlock(src_ptl)", adds(folio._refcount.name))
                 folio_get(folio)
                 src_folio = folio
                 src_folio_pte = orig_src_pte
