@@ -336,10 +336,10 @@ def clean(outcomes):
 
 def rwsem_program(seed):
     """2 threads of 1-2 operations, or 3 of one, on one kernel rwsem around a shared cell: blocking and
-    trylock readers, writers, a downgrade, ``rwsem_is_locked()`` and a stray ``up_read()`` by a
-    task that does not hold the lock (I7, after which the run goes on with a corrupted count)."""
+    trylock readers, writers, a downgrade, ``rwsem_is_locked()``, ``rwsem_is_contended()`` and a
+    stray ``up_read()`` by a task that does not hold the lock (I7, after which the run goes on with a corrupted count)."""
     rng = random.Random(seed)
-    kinds = ["read", "read", "try-read", "write", "downgrade", "is-locked", "stray-up"]
+    kinds = ["read", "read", "try-read", "write", "downgrade", "is-locked", "is-contended", "stray-up"]
     n_threads = rng.choice([2, 3, 3])
     plans = [[rng.choice(kinds) for _ in range(rng.randint(1, 2 if n_threads == 2 else 1))]
              for _ in range(n_threads)]
@@ -383,6 +383,9 @@ def rwsem_program(seed):
                     elif op == "is-locked":
                         await point(fn, "rwsem_is_locked", reads("sem"))
                         log.append((t, "locked", sem.is_locked()))
+                    elif op == "is-contended":
+                        await point(fn, "rwsem_is_contended", reads("sem"))
+                        log.append((t, "contended", sem.is_contended()))
                     else:
                         await point(fn, "up_read without the lock", sem._fp_read)
                         sem.up_read()
@@ -452,6 +455,39 @@ def test_two_readers_and_a_writer():
     assert reduced_seen == naive_seen
     assert {state[0] for state, _ in naive_seen} == {(("r1", 0), ("r2", 0)), (("r1", 0), ("r2", 1)),
                                                      (("r1", 1), ("r2", 0)), (("r1", 1), ("r2", 1))}
+
+
+def test_readers_around_a_queued_writer_match_naive():
+    """A reader's acquire and another's release while a writer is queued: the release that
+    empties the count wakes the writer, the acquire takes the fast or the slow path; an observer
+    reads ``rwsem_is_contended()`` and the holders wherever it runs."""
+    def threads(k):
+        sem = RWSem("sem")
+        log = []
+
+        def reader(name):
+            async def body():
+                await sem.down_read(name, "down_read")
+                await point(name, "up_read", sem._fp_read)
+                sem.up_read()
+            return body
+
+        async def writer():
+            await sem.down_write("w", "down_write")
+            await point("w", "up_write", sem._fp)
+            sem.up_write()
+
+        async def observer():
+            await point("o", "rwsem_is_contended", reads("sem"))
+            log.append((sem.is_contended(), tuple(sorted(h.comm for h in sem.holders))))
+
+        return ([("r1", reader("r1")), ("w", writer), ("r2", reader("r2")), ("o", observer)],
+                lambda: tuple(log))
+
+    scenario = tiny._program("tiny-reader-steps-with-a-waiter", threads)
+    naive, naive_seen = every_failure(scenario, reduction=False)
+    reduced, reduced_seen = every_failure(scenario, reduction=True)
+    assert reduced_seen == naive_seen
 
 
 def test_two_readers_alone_need_one_execution():

@@ -189,6 +189,11 @@ class RWSem:
         touch(self.name, False)
         return self._lock_bits() or bool(self.waiters)
 
+    def is_contended(self) -> bool:
+        """``rwsem_is_contended()``: ``!list_empty(&sem->wait_list)``."""
+        touch(self.name, False)
+        return bool(self.waiters)
+
     # -- blocking operations ----------------------------------------------------
     async def down_read(self, func: str, label: str) -> None:
         might_sleep(f"down_read({self.name})")
