@@ -61,7 +61,8 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
@@ -501,10 +502,10 @@ class HuntResult:
                 lines.append(f"| {f.signature.describe()} | {f.message} | {', '.join(f.signature.kinds)} "
                              f"| `{f.composition}` (+{len(f.seen_in) - 1} more) | {f.preemptions}{proved} "
                              f"| {model} | `{f.seed_file}` | `fuzzrmap replay {f.seed_file}` |")
-        unshrunk = self.count(VIOLATED) if not self.findings else 0
-        if unshrunk:
-            lines.append(f"{plural(unshrunk, 'composition')} violated; the hunt was interrupted before their "
-                         f"witnesses were shrunk: `fuzzrmap hunt --resume {self.out}` shrinks them.")
+        unshrunk = len(_groups(self)) - len(self.findings)
+        if self.interrupted:
+            pending = f"; {plural(unshrunk, 'signature')} met but not shrunk yet" if unshrunk else ""
+            lines.append(f"The hunt was interrupted{pending}: `fuzzrmap hunt --resume {self.out}` continues it.")
         elif not self.findings:
             lines.append("No violation found.")
         lines += ["", "### Coverage", "", "| actors | enumerated | pruned | kept | verified complete | violated "
@@ -542,15 +543,21 @@ def plan_compositions(catalogue: Catalogue, variant: Variant, max_actors: int,
     return enumerated, pruned
 
 
-Progress = Callable[[str, int, int, int], None]
+#: progress(searched, kept, violated, findings shrunk)
+Progress = Callable[[int, int, int, int], None]
 
 
 def hunt(plan: Plan, out: Path, jobs: int = 1, resume: bool = False,
          progress: Optional[Progress] = None) -> HuntResult:
-    """Run (or resume) a hunt; ``progress(what, done, total, violated)`` is told as it goes.
+    """Run (or resume) a hunt; ``progress(searched, kept, violated, shrunk)`` is told as it goes.
 
-    On KeyboardInterrupt (Ctrl-C, or SIGTERM while the CLI runs it) the
-    report of what is known is written and the interrupt propagates.
+    Compositions are searched in enumeration order (``jobs`` at a time), and
+    each signature is shrunk, ahead of the searches still waiting, as soon as
+    every composition before the first that met it has been searched: its
+    witness is then that first one whatever ``jobs`` is, and an interrupted
+    hunt keeps the findings shrunk so far.  On KeyboardInterrupt (Ctrl-C, or
+    SIGTERM while the CLI runs it) the report of what is known is written and
+    the interrupt propagates.
     """
     start = time.perf_counter()
     catalogue = choose_catalogue(plan.catalogue)
@@ -560,25 +567,59 @@ def hunt(plan: Plan, out: Path, jobs: int = 1, resume: bool = False,
     enumerated, pruned = plan_compositions(catalogue, variant, plan.max_actors, plan.actors)
     records = {name: r for name, r in store.records().items() if name in {c.name for c in enumerated}}
     result = HuntResult(plan, variant, out, enumerated, pruned, records, [], 0.0)
-    try:
-        todo = [(i, c) for i, c in enumerate(enumerated) if c.name not in pruned and c.name not in records]
+    searches = deque((i, c) for i, c in enumerate(enumerated) if c.name not in pruned and c.name not in records)
+    order = [c.name for c in enumerated if c.name not in pruned]
+    prefix = [0]  # the kept compositions before it are all searched
+    shrinks: Deque[Tuple[Signature, dict]] = deque()
+    queued: Set[str] = set()
+    shrunk = [0]
 
-        def done_search(item, record) -> None:
-            index, comp = item
-            write_json(store.record_path(index, comp.name), record)
-            records[comp.name] = record
-            if progress:
-                progress("searching", len(records), result.kept, result.count(VIOLATED))
-
+    def report() -> None:
         if progress:
-            progress("searching", len(records), result.kept, result.count(VIOLATED))
-        _run(jobs, search, [(plan.catalogue, variant.name, c.name, plan.budget) for _, c in todo], todo, done_search)
-        _findings(result, store, jobs, progress)
+            progress(len(records), result.kept, result.count(VIOLATED), shrunk[0])
+
+    def first_seen() -> None:
+        """Queue the shrink of each signature first met in the searched prefix (enumeration order)."""
+        while prefix[0] < len(order) and order[prefix[0]] in records:
+            for witness in records[order[prefix[0]]].get("witnesses", ()):
+                sig = Signature.from_json(witness["signature"])
+                if sig.id not in queued:
+                    queued.add(sig.id)
+                    if store.finding_path(sig).exists():
+                        shrunk[0] += 1
+                    else:
+                        shrinks.append((sig, witness["seed"]))
+            prefix[0] += 1
+
+    def next_task():
+        if shrinks:
+            sig, seed = shrinks.popleft()
+            return sig, shrink_witness, (seed, plan.proof_budget)
+        if searches:
+            index, comp = searches.popleft()
+            return (index, comp), search, (plan.catalogue, variant.name, comp.name, plan.budget)
+        return None
+
+    def done(item, value) -> None:
+        if isinstance(item, Signature):
+            seedfile.write(seedfile.parse(value, "shrunk witness"), store.finding_path(item))
+            shrunk[0] += 1
+        else:
+            index, comp = item
+            write_json(store.record_path(index, comp.name), value)
+            records[comp.name] = value
+            first_seen()
+        report()
+
+    try:
+        first_seen()
+        report()
+        _drive(jobs, next_task, done)
     except KeyboardInterrupt:
         result.interrupted = True
-        _findings_known(result, store)
         raise
     finally:
+        _findings_known(result, store)
         result.elapsed_s = time.perf_counter() - start
         write_json(out / "hunt.json", result.to_json())
         write_text(out / "hunt.md", result.markdown())
@@ -596,23 +637,6 @@ def _groups(result: HuntResult) -> Dict[str, Tuple[Signature, List[Tuple[str, di
     return groups
 
 
-def _findings(result: HuntResult, store: Store, jobs: int, progress: Optional[Progress]) -> None:
-    groups = _groups(result)
-    todo = [(sig, witnesses[0][1]) for sig, witnesses in groups.values() if not store.finding_path(sig).exists()]
-
-    finished = [len(groups) - len(todo)]
-
-    def done_shrink(item, shrunk: dict) -> None:
-        sig, _ = item
-        seedfile.write(seedfile.parse(shrunk, "shrunk witness"), store.finding_path(sig))
-        finished[0] += 1
-        if progress:
-            progress("shrinking", finished[0], len(groups), len(groups))
-
-    _run(jobs, shrink_witness, [(seed, result.plan.proof_budget) for _, seed in todo], todo, done_shrink)
-    _findings_known(result, store)
-
-
 def _findings_known(result: HuntResult, store: Store) -> None:
     """The findings whose shrunk seed file is on disk, in enumeration order of their witnesses."""
     result.findings = []
@@ -628,17 +652,28 @@ def _findings_known(result: HuntResult, store: Store) -> None:
                                        [name for name, _ in witnesses], preemption.strictest(p.needs for p in preempted)))
 
 
-def _run(jobs: int, fn: Callable, arguments: List[tuple], items: Sequence, done: Callable) -> None:
-    """``done(item, fn(*args))`` for each pair, in any order; in this process or ``jobs`` workers."""
-    if jobs == 1 or len(arguments) <= 1:
-        for item, args in zip(items, arguments):
+def _drive(jobs: int, next_task: Callable[[], Optional[tuple]], done: Callable) -> None:
+    """Run the tasks ``next_task()`` hands out, ``(item, fn, args)`` or None when it has none now,
+    until it has none and none is running; ``done(item, fn(*args))`` for each, in this process or
+    at most ``jobs`` at a time in workers.  ``next_task`` is asked again after each ``done``, so
+    the tasks that earlier results make (a shrink) go before those that wait (a search)."""
+    if jobs == 1:
+        while (task := next_task()) is not None:
+            item, fn, args = task
             done(item, fn(*args))
         return
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    running: Dict[concurrent.futures.Future, object] = {}
     try:
-        futures = {pool.submit(fn, *args): item for item, args in zip(items, arguments)}
-        for future in concurrent.futures.as_completed(futures):
-            done(futures[future], future.result())
+        while True:
+            while len(running) < jobs and (task := next_task()) is not None:
+                item, fn, args = task
+                running[pool.submit(fn, *args)] = item
+            if not running:
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                done(running.pop(future), future.result())
     except BaseException:
         _stop(pool)
         raise
@@ -715,9 +750,9 @@ def _with_progress(plan: Plan, out: Path, jobs: int, resume: bool) -> HuntResult
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("preparing", total=None)
 
-        def progress(what: str, done: int, total: int, violated: int) -> None:
-            detail = f"{what} compositions ({violated} violated)" if what == "searching" else f"{what} findings"
-            bar.update(task, description=detail, completed=done, total=total)
+        def progress(searched: int, kept: int, violated: int, shrunk: int) -> None:
+            bar.update(task, description=f"searching compositions ({violated} violated, {shrunk} findings shrunk)",
+                       completed=searched, total=kept)
         return hunt(plan, out, jobs, resume, progress)
 
 

@@ -194,6 +194,26 @@ def test_an_interrupted_hunt_does_not_call_its_unshrunk_violations_none(tmp_path
     assert "No violation found." not in report and f"fuzzrmap hunt --resume {out}" in report
 
 
+def test_an_interrupted_hunt_keeps_the_findings_met_before_it(tmp_path, capsys, monkeypatch, g0_hunt):
+    """A signature is shrunk as soon as the compositions before its first witness are searched,
+    ahead of the searches still waiting: an interrupt later keeps its seed file."""
+    real, calls = hunt.search, []
+
+    def interrupted_after_a_violation(*args):
+        if hunt.VIOLATED in calls:
+            raise KeyboardInterrupt
+        record = real(*args)
+        calls.append(record["verdict"])
+        return record
+    monkeypatch.setattr(hunt, "search", interrupted_after_a_violation)
+    out = tmp_path / "h"
+    assert run(capsys, *SMALL_G0, "--out", str(out))[0] == cli.EXIT_INTERRUPTED
+    report = json.loads((out / "hunt.json").read_text())
+    first = g0_hunt[1]["findings"][0]
+    assert report["findings"] and report["findings"][0]["signature"] == first["signature"]
+    assert list((out / "findings").glob("*.json"))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--max-actors", "1"], "written with other parameters (max_actors 2 there, 1 here)"),
     (["--budget", "7"], "written with other parameters (budget 5000 there, 7 here)"),
