@@ -53,7 +53,9 @@ class Actor:
     ``kind`` names it in compositions; ``role`` names its thread (a reader, a
     mover...); ``source`` cites the kernel (or other) code it follows;
     ``reads_rmap`` marks the rmap readers and walkers a hunt composition must
-    contain at least one of.
+    contain at least one of; ``single`` an operation of which the system runs
+    one at a time (a kernel thread such as ksmd), so a composition has at most
+    one of it.
     """
 
     kind: str
@@ -63,6 +65,7 @@ class Actor:
     run: Callable[..., Coroutine]
     params: Tuple[Param, ...] = attrs.field(default=(), converter=tuple)
     reads_rmap: bool = False
+    single: bool = False
 
     def defaults(self) -> Dict[str, str]:
         return {p.name: p.choices[0] for p in self.params}
@@ -149,19 +152,25 @@ class Catalogue:
 
     def _canonical(self, casts: Iterable[Cast]) -> "Composition":
         order = {a.kind: i for i, a in enumerate(self.actors)}
-        return Composition(self, tuple(sorted(casts, key=lambda c: (order[c.actor.kind], c.args))))
+        casts = tuple(sorted(casts, key=lambda c: (order[c.actor.kind], c.args)))
+        for a in self.actors:
+            if a.single and sum(1 for c in casts if c.actor is a) > 1:
+                raise UnknownName(f"{a.kind} runs as one thread in the system ({a.role}): a composition has at most one")
+        return Composition(self, casts)
 
     def parse(self, name: str) -> "Composition":
         """The composition a name made by :attr:`Composition.name` stands for."""
         return self.compose(*name.split("+"))
 
     def compositions(self, max_actors: int, kinds: Optional[Sequence[str]] = None) -> Iterator["Composition"]:
-        """Every multiset of 1..max_actors casts (of ``kinds``, or all actors) with a reader or walker."""
+        """Every multiset of 1..max_actors casts (of ``kinds``, or all actors) with a reader or walker,
+        and at most one cast of each ``single`` actor."""
         actors = [self.actor(k) for k in kinds] if kinds is not None else list(self.actors)
         casts = [c for a in actors for c in a.casts()]
         for n in range(1, max_actors + 1):
             for chosen in itertools.combinations_with_replacement(casts, n):
-                if any(c.actor.reads_rmap for c in chosen):
+                if any(c.actor.reads_rmap for c in chosen) and \
+                        not any(a.single and sum(1 for c in chosen if c.actor is a) > 1 for a in actors):
                     yield self._canonical(chosen)
 
 

@@ -11,7 +11,12 @@ new anon_vma comes from the slab, into a slot that a freed anon_vma left.
 Every reader pins F itself (reclaim's isolation, ``page_idle_get_folio()``,
 ``damon_get_folio()``) and drops the pin when it is done, so operations that
 count references (``wp_can_reuse_anon_folio()``, KSM's
-``write_protect_page()``) see the readers that are running.
+``write_protect_page()``) see the readers that are running.  Reclaim takes F
+off its LRU (PG_lru) as it isolates it, so two reclaimers never walk F at
+once; page_idle's and DAMON's own ``folio_test_lru()`` checks are left out,
+so they may start on a folio reclaim has isolated (more orders than the
+kernel allows, never fewer).  ksmd is one thread: a composition has at most
+one ``ksm``.
 
 Each actor is one kernel operation as a model thread, named and cited; the
 catalogue orders them readers first, then movers, teardown and creation,
@@ -49,7 +54,7 @@ from fuzzrmap.kernel.rmap import FAST_RECHECK, SLOW_RECHECK, AnonVma, anon_vma_c
 from fuzzrmap.kernel.task import Kernel
 from fuzzrmap.kernel.userfaultfd import UserfaultfdCtx, move_pages
 from fuzzrmap.scenario import UNKNOWN, Variant
-from fuzzrmap.sched.api import RUNNING, adds, operation, point, reads, wait_until
+from fuzzrmap.sched.api import RUNNING, adds, operation, point, reads, wait_until, writes
 
 S_ADDR = 0x10000
 D_ADDR = 0x40000
@@ -126,21 +131,28 @@ def _check_structure(w: UffdWorld) -> None:
 
 # -- the actors ------------------------------------------------------------------
 
-async def _pinned(w: UffdWorld, func: str, get: str, put: str, walk) -> None:
-    """A reader's reference on F around its walk (isolation or folio_try_get)."""
-    await point(func, get, adds(w.folio._refcount.name))
-    if not w.folio._refcount.atomic_inc_not_zero():
+async def _isolated(w: UffdWorld, func: str, put: str, walk) -> None:
+    """Reclaim's reference on F around its walk: ``isolate_lru_folios()`` (mm/vmscan.c,
+    v6.8-v6.18) takes F off its LRU under the lru_lock - ``folio_test_lru()``,
+    ``folio_try_get()``, ``folio_test_clear_lru()`` - so of two reclaimers only
+    one gets it; the putback sets PG_lru again and drops the reference."""
+    folio = w.folio
+    await point(func, "isolate_lru_folios: folio_test_lru; folio_try_get; folio_test_clear_lru",
+                writes(folio.lru_resource) + adds(folio._refcount.name))
+    if not folio.lru or not folio._refcount.atomic_inc_not_zero():
         return
+    folio.lru = False
     await walk()
-    await point(func, put, adds(w.folio._refcount.name))
-    w.folio._refcount.atomic_dec_and_test()
+    await point(func, f"{put}: folio_set_lru; folio_put", writes(folio.lru_resource) + adds(folio._refcount.name))
+    folio.lru = True
+    folio._refcount.atomic_dec_and_test()
 
 
 async def referenced(w: UffdWorld) -> None:
     """shrink_active_list() ages an anon folio it isolated, without its lock."""
     async def age():
         await _operation(w, folio_referenced(w.folio, is_locked=False))
-    await _pinned(w, "shrink_active_list", "isolate_lru_folios: folio_get", "move_folios_to_lru: folio_put", age)
+    await _isolated(w, "shrink_active_list", "move_folios_to_lru", age)
 
 
 async def referenced_locked(w: UffdWorld) -> None:
@@ -153,7 +165,7 @@ async def referenced_locked(w: UffdWorld) -> None:
         await _operation(w, folio_referenced(w.folio, is_locked=True))
         await point(fn, "folio_unlock(folio)", w.folio.lock._fp)
         w.folio.lock.unlock()
-    await _pinned(w, "shrink_folio_list", "isolate_lru_folios: folio_get", "folio_putback_lru: folio_put", check)
+    await _isolated(w, "shrink_folio_list", "folio_putback_lru", check)
 
 
 async def page_idle(w: UffdWorld) -> None:
@@ -283,7 +295,7 @@ ACTORS = (
           "mm/rmap.c __anon_vma_prepare(), v6.8-v6.18", fault),
     Actor("ksm", "ksmd", "KSM merges F: folio->mapping becomes a KSM stable node",
           "mm/ksm.c cmp_and_merge_page() -> try_to_merge_with_ksm_page() -> try_to_merge_one_page() -> "
-          "write_protect_page(); stable_tree_insert(), v6.8-v6.18", ksm),
+          "write_protect_page(); stable_tree_insert(), v6.8-v6.18", ksm, single=True),
 )
 
 

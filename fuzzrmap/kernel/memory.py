@@ -42,6 +42,9 @@ class Folio:
         self.anon_exclusive = True
         self.lock: ExclusiveLock = folio_lock_bit(f"{name}.lock")
         self._refcount = Atomic(f"{name}._refcount", 1)
+        #: PG_lru: on an LRU list, so reclaim may isolate it (footprint :attr:`lru_resource`)
+        self.lru = True
+        self.lru_resource = f"{name}.lru"
 
     def __repr__(self) -> str:
         return self.name
