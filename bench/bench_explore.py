@@ -8,6 +8,11 @@ suite (``tests/tiny.py``) at N = 2..6 threads:
 * ``one-lock``: N threads each doing lock; write; unlock on one spinlock (N! is the floor);
 * ``two-locks``: N threads on two spinlocks taken in opposite orders (deadlocks).
 
+``"composition"``: the composition in which a hunt meets F1 (four actors),
+to its first violation, with the checks between operations (I12-I14) and
+without them (``fixed~debug.between_ops``): with them the search also
+replays quiet states (``"quiet_states"``), which is what those checks cost.
+
 Families are searched to the end, past their violations.  For each it reports executions, executions cut short as redundant (sleep-set
 blocked) and seconds of CPU time.  A family run stops at ``--budget``
 executions (reported as ``"complete": false``); families are skipped above
@@ -45,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tiny  # noqa: E402  (the scaling families live with the soundness tests)
 
 FLAGSHIP = [("uffd-move-vs-referenced", "fixed"), ("uffd-move-vs-page-idle", "fixed")]
+COMPOSITION = "page-idle+uffd-move(src=S)+munmap(vma=S)+fork"
 
 
 def measure(scenario, variant, budget=None, whole=False) -> dict:
@@ -53,8 +59,8 @@ def measure(scenario, variant, budget=None, whole=False) -> dict:
     result = engine.explore(scenario, variant, max_executions=budget, stop_on_failure=not whole)
     verdict = ("violation " + result.failure.failure.invariant if result.failure is not None
                else "verified" if result.complete else "budget")
-    return {"executions": result.executions, "cut_short": result.pruned, "complete": result.complete,
-            "verdict": verdict, "cpu_s": round(time.process_time() - start, 3)}
+    return {"executions": result.executions, "cut_short": result.pruned, "quiet_states": result.quiet_states,
+            "complete": result.complete, "verdict": verdict, "cpu_s": round(time.process_time() - start, 3)}
 
 
 def _cpu() -> float:
@@ -104,12 +110,17 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
-    out = {"flagship": {}, "families": {}, "skipped": []}
+    out = {"flagship": {}, "composition": {}, "families": {}, "skipped": []}
     for name, variant in FLAGSHIP:
         sc = registry.get(name)
         out["flagship"][f"{name}/{variant}"] = row = measure(sc, sc.variant(variant))
         if not args.json:
             print(f"{name}/{variant}: {row}", flush=True)
+    sc = registry.resolve(COMPOSITION)
+    for variant in ("fixed", "fixed~debug.between_ops"):
+        out["composition"][f"{COMPOSITION}/{variant}"] = row = measure(sc, sc.variant(variant))
+        if not args.json:
+            print(f"{COMPOSITION}/{variant}: {row}", flush=True)
     for family, build in sorted(tiny.FAMILIES.items()):
         out["families"][family] = {}
         for n in range(2, 7):
