@@ -177,16 +177,23 @@ def test_an_interrupted_hunt_keeps_its_results_and_resumes(tmp_path, capsys, mon
     assert run(capsys, *SMALL_G0, "--resume", str(out), "--json")[0] == cli.EXIT_FOUND
 
 
-def test_an_interrupted_hunt_does_not_call_its_unshrunk_violations_none(tmp_path, capsys, monkeypatch):
+def interrupt_after_a_violation(monkeypatch):
+    """Make the hunt's searches raise KeyboardInterrupt once one has found a violation;
+    the verdicts searched so far."""
     real, calls = hunt.search, []
 
-    def interrupted_after_a_violation(*args):
+    def search(*args):
         if hunt.VIOLATED in calls:
             raise KeyboardInterrupt
         record = real(*args)
         calls.append(record["verdict"])
         return record
-    monkeypatch.setattr(hunt, "search", interrupted_after_a_violation)
+    monkeypatch.setattr(hunt, "search", search)
+    return calls
+
+
+def test_an_interrupted_hunt_does_not_call_its_unshrunk_violations_none(tmp_path, capsys, monkeypatch):
+    calls = interrupt_after_a_violation(monkeypatch)
     out = tmp_path / "h"
     assert run(capsys, *SMALL_G0, "--out", str(out))[0] == cli.EXIT_INTERRUPTED
     assert hunt.VIOLATED in calls
@@ -197,15 +204,7 @@ def test_an_interrupted_hunt_does_not_call_its_unshrunk_violations_none(tmp_path
 def test_an_interrupted_hunt_keeps_the_findings_met_before_it(tmp_path, capsys, monkeypatch, g0_hunt):
     """A signature is shrunk as soon as the compositions before its first witness are searched,
     ahead of the searches still waiting: an interrupt later keeps its seed file."""
-    real, calls = hunt.search, []
-
-    def interrupted_after_a_violation(*args):
-        if hunt.VIOLATED in calls:
-            raise KeyboardInterrupt
-        record = real(*args)
-        calls.append(record["verdict"])
-        return record
-    monkeypatch.setattr(hunt, "search", interrupted_after_a_violation)
+    interrupt_after_a_violation(monkeypatch)
     out = tmp_path / "h"
     assert run(capsys, *SMALL_G0, "--out", str(out))[0] == cli.EXIT_INTERRUPTED
     report = json.loads((out / "hunt.json").read_text())
