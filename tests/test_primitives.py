@@ -240,19 +240,23 @@ def test_grace_period_waits_for_preexisting_readers_only():
     assert events.index("reader leaves") < events.index("grace period over") < events.index("reader leaves again")
 
 
+def freeing(slab, obj):
+    """A thread that frees ``obj`` to ``slab`` in one step."""
+    def thread(k):
+        async def body():
+            await point("t", "free")
+            slab.kmem_cache_free(obj)
+        return body()
+    return thread
+
+
 def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period():
     slab = Slab("anon_vma", AnonVma)
     a = slab.kmem_cache_alloc()
     b = slab.kmem_cache_alloc()
     a.refcount.atomic_set(0)
 
-    def freer(k):
-        async def body():
-            await point("t", "free")
-            slab.kmem_cache_free(a)
-        return body()
-
-    _, first = run_threads([freer])
+    _, first = run_threads([freeing(slab, a)])
     assert a.slab_state is SlotState.FREE
     c = slab.kmem_cache_alloc()
     assert c is a and c.gen == 2 and c.slab_state is SlotState.LIVE, "freed memory is handed out again at once"
@@ -260,13 +264,7 @@ def test_slab_reuses_the_last_freed_slot_and_releases_only_after_a_grace_period(
     first.rcu.callbacks[0].func()
     assert c.slab_state is SlotState.LIVE, "re-allocated before the grace period ended: the page is in use again"
 
-    def free_again(k):
-        async def body():
-            await point("t", "free")
-            slab.kmem_cache_free(c)
-        return body()
-
-    _, kernel = run_threads([free_again])
+    _, kernel = run_threads([freeing(slab, c)])
     assert [head.label for head in kernel.rcu.callbacks] == ["rcu_free_slab(anon_vma#1/gen2)"]
     kernel.rcu.callbacks[0].func()
     assert c.slab_state is SlotState.GONE
@@ -279,15 +277,9 @@ def test_the_callback_of_an_earlier_free_leaves_a_later_free_of_the_slot_alone()
     a = slab.kmem_cache_alloc()
     a.refcount.atomic_set(0)
 
-    def free(k):
-        async def body():
-            await point("t", "free")
-            slab.kmem_cache_free(a)
-        return body()
-
-    _, first = run_threads([free])
+    _, first = run_threads([freeing(slab, a)])
     assert slab.kmem_cache_alloc() is a
-    _, second = run_threads([free])
+    _, second = run_threads([freeing(slab, a)])
     first.rcu.callbacks[0].func()
     assert a.slab_state is SlotState.FREE, "the second free's grace period has not ended"
     second.rcu.callbacks[0].func()
