@@ -45,7 +45,7 @@ async def damon_folio_mkold_one(folio: Folio, vma: VMA, addr: int, arg: object) 
     fn = "damon_folio_mkold_one"
     if await page_vma_mapped_walk(folio, vma, addr, fn):
         await point(fn, f"damon_ptep_mkold: ptep_test_and_clear_young({vma.name}:{addr:#x})",
-                    writes(vma.pt_resource))
+                    writes(vma.young_resource))
         vma.young[addr] = False
         page_vma_mapped_walk_done(vma)
     return True
@@ -55,7 +55,7 @@ async def damon_folio_young_one(folio: Folio, vma: VMA, addr: int, arg: Accessed
     fn = "damon_folio_young_one"
     arg.accessed = False
     if await page_vma_mapped_walk(folio, vma, addr, fn):
-        await point(fn, f"pte_young(ptep_get({vma.name}:{addr:#x}))", reads(vma.pt_resource))
+        await point(fn, f"pte_young(ptep_get({vma.name}:{addr:#x}))", reads(vma.young_resource))
         arg.accessed = bool(vma.young.get(addr))
         page_vma_mapped_walk_done(vma)
     # If accessed, stop walking

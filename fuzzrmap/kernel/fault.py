@@ -67,7 +67,7 @@ async def do_anonymous_page(vma: VMA, addr: int, name: str, folios: List[Folio])
         await __anon_vma_prepare(vma)
     await vma.ptl.lock(fn, f"pte_offset_map_lock: spin_lock({vma.ptl.name})")
     await point(fn, f"pte_none({vma.name}:{addr:#x}); folio_add_new_anon_rmap({name}, {vma.name}); set_pte_at",
-                writes(vma.pt_resource, "folio.mapping"))
+                writes(vma.pt_resource, vma.young_resource, "folio.mapping"))
     if vma.ptes.get(addr) is None:
         folio = Folio(name, mapping=vma.anon_vma, index=linear_page_index(vma, addr))
         folio._mapcount = 1
@@ -128,7 +128,7 @@ async def wp_page_copy(vma: VMA, addr: int, old: Folio, name: str, folios: List[
     fn = "wp_page_copy"
     await vma.ptl.lock(fn, f"pte_offset_map_lock: spin_lock({vma.ptl.name})")
     await point(fn, f"pte_same; folio_add_new_anon_rmap({name}); set_pte_at; folio_remove_rmap_pte({old.name})",
-                writes(vma.pt_resource, "folio.mapcount", "folio.mapping"))
+                writes(vma.pt_resource, vma.young_resource, "folio.mapcount", "folio.mapping"))
     if vma.ptes.get(addr) is not old:
         vma.ptl.unlock()
         return

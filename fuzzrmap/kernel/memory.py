@@ -136,8 +136,14 @@ class VMA:
 
     @property
     def pt_resource(self) -> str:
-        """Footprint name of this VMA's page table (PTEs and accessed bits)."""
+        """Footprint name of this VMA's page table entries (what they map)."""
         return f"pte:{self.name}"
+
+    @property
+    def young_resource(self) -> str:
+        """Footprint name of the accessed bits of this VMA's PTEs (:attr:`young`):
+        clearing one changes no mapping, so it does not race with reading one."""
+        return f"young:{self.name}"
 
 
 def linear_page_index(vma: VMA, address: int) -> int:
@@ -152,10 +158,10 @@ def vma_address(vma: VMA, pgoff: int) -> Optional[int]:
     return None
 
 
-def set_pte_at(vma: VMA, addr: int, folio: Folio) -> None:
+def set_pte_at(vma: VMA, addr: int, folio: Folio, young: bool = True) -> None:
     """Map ``folio`` at ``addr``; the caller took care of the mapcount."""
     vma.ptes[addr] = folio
-    vma.young[addr] = True
+    vma.young[addr] = young
 
 
 def ptep_get_and_clear(vma: VMA, addr: int) -> Optional[Folio]:
@@ -182,7 +188,7 @@ async def zap_pte_range(vma: VMA) -> List[Folio]:
     zapped: List[Folio] = []
     for addr in sorted(vma.ptes):
         await vma.ptl.lock(fn, f"Z1 spin_lock({vma.ptl.name})")
-        await point(fn, f"Z1 clear_full_ptes({vma.name}:{addr:#x})", writes(vma.pt_resource))
+        await point(fn, f"Z1 clear_full_ptes({vma.name}:{addr:#x})", writes(vma.pt_resource, vma.young_resource))
         folio = ptep_get_and_clear(vma, addr)
         if folio is not None:
             await point(fn, f"Z2 folio_remove_rmap_ptes({folio.name}, {vma.name})", writes("folio.mapcount"))

@@ -160,18 +160,21 @@ async def do_munmap(mm: MM, vma: VMA) -> None:
 # -- fork --------------------------------------------------------------------------------
 
 async def copy_present_pte(dst_vma: VMA, src_vma: VMA, addr: int) -> None:
+    """``copy_present_pte()`` / ``__copy_present_ptes()`` (mm/memory.c, v6.8..v6.18), anon
+    folio: the child's PTE is write-protected and old (``pte_mkold()``)."""
     fn = "copy_present_pte"
     await src_vma.ptl.lock(fn, f"copy_pte_range: spin_lock({src_vma.ptl.name})")
     await dst_vma.ptl.lock(fn, f"copy_pte_range: spin_lock_nested({dst_vma.ptl.name})")
     await point(fn, f"folio_get; folio_try_dup_anon_rmap_pte: ClearPageAnonExclusive; wrprotect; "
                     f"set_pte_at({dst_vma.name}:{addr:#x})",
-                writes(src_vma.pt_resource, dst_vma.pt_resource, "folio.mapcount", "folio.anon_exclusive"))
+                writes(src_vma.pt_resource, dst_vma.pt_resource, dst_vma.young_resource, "folio.mapcount",
+                       "folio.anon_exclusive"))
     folio = src_vma.ptes.get(addr)
     if folio is not None:
         folio_get(folio)
         folio._mapcount += 1
         folio.anon_exclusive = False
-        set_pte_at(dst_vma, addr, folio)
+        set_pte_at(dst_vma, addr, folio, young=False)
     dst_vma.ptl.unlock()
     src_vma.ptl.unlock()
 

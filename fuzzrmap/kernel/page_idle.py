@@ -29,7 +29,7 @@ TRYLOCK = hunk("page_idle.trylock", "G2: page_idle_clear_pte_refs() trylocks eve
 async def page_idle_clear_pte_refs_one(folio: Folio, vma: VMA, addr: int, arg: object) -> bool:
     fn = "page_idle_clear_pte_refs_one"
     if await page_vma_mapped_walk(folio, vma, addr, fn):
-        await point(fn, f"ptep_clear_young_notify({vma.name}:{addr:#x})", writes(vma.pt_resource))
+        await point(fn, f"ptep_clear_young_notify({vma.name}:{addr:#x})", writes(vma.young_resource))
         vma.young[addr] = False
         page_vma_mapped_walk_done(vma)
     return True

@@ -490,7 +490,7 @@ async def folio_referenced_one(folio: Folio, vma: VMA, address: int, pra: FolioR
     fn = "folio_referenced_one"
     referenced = 0
     if await page_vma_mapped_walk(folio, vma, address, fn):
-        await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.pt_resource))
+        await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.young_resource))
         if vma.young.get(address):
             vma.young[address] = False
             referenced += 1

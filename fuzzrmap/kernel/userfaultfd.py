@@ -109,13 +109,13 @@ async def move_present_pte(dst_vma: VMA, src_vma: VMA, dst_addr: int, src_addr: 
     elif not src_folio.anon_exclusive:
         err = EBUSY
     else:
-        await point(fn, f"M7c ptep_clear_flush({src_vma.name}:{src_addr:#x})", writes(src_vma.pt_resource))
+        await point(fn, f"M7c ptep_clear_flush({src_vma.name}:{src_addr:#x})", writes(src_vma.pt_resource, src_vma.young_resource))
         ptep_get_and_clear(src_vma, src_addr)
         await folio_move_anon_rmap(src_folio, dst_vma)  # M7e
         await point(fn, "M7f src_folio->index = linear_page_index(dst_vma, dst_addr)", writes("folio.index"))
         check.folio_field_write_allowed(src_folio, "folio->index")
         src_folio.index = linear_page_index(dst_vma, dst_addr)
-        await point(fn, f"M7g set_pte_at({dst_vma.name}:{dst_addr:#x})", writes(dst_vma.pt_resource))
+        await point(fn, f"M7g set_pte_at({dst_vma.name}:{dst_addr:#x})", writes(dst_vma.pt_resource, dst_vma.young_resource))
         set_pte_at(dst_vma, dst_addr, src_folio)
     await point(fn, "M7h double_pt_unlock", writes(dst_vma.ptl.name, src_vma.ptl.name))
     double_pt_unlock(dst_vma.ptl, src_vma.ptl)
