@@ -25,7 +25,10 @@ callback is ready whenever the later one is.
 Footprints: a snapshot reads every task's RCU state, which the outermost
 lock and unlock write; waiting for a snapshot reads only its sections, each
 a resource of its own that only its own lock and unlock write, so sections
-begun after the snapshot do not conflict with the wait.
+begun after the snapshot do not conflict with the wait.  ``call_rcu()``
+writes the queue's tail (two calls are ordered) and the callback it queues,
+each a resource of its own; the thread waiting for callback k reads only
+callback k, so a call queueing a later one commutes with that wait.
 
 Left out: callbacks other than the slab's, expedited grace periods,
 quiescent-state detection details (a section is simply open or closed), and
@@ -46,8 +49,14 @@ from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
 from fuzzrmap.sched.api import Footprint, point, reads, touch, wait_until, writes
 
-#: footprint name of the queue of callbacks (``call_rcu()`` appends, the ``rcu`` thread waits on it)
+#: footprint name of the tail of the queue of callbacks (``call_rcu()`` appends)
 RCU_CALLBACKS = "rcu.callbacks"
+
+
+def callback_resource(index: int) -> str:
+    """The footprint name of the queue's callback number ``index`` (``call_rcu()`` writes it,
+    the ``rcu`` thread waiting for it reads it)."""
+    return f"rcu.callback#{index}"
 
 #: read-side sections open at a grace period's start: (task, number of its section)
 Snapshot = Tuple[Tuple[TaskStruct, int], ...]
@@ -120,7 +129,7 @@ def _ended(readers: Snapshot) -> bool:
 
 def fp_call_rcu(rcu: RCU) -> Footprint:
     """The footprint of :func:`call_rcu`: the snapshot, and the queue it appends to."""
-    return fp_snapshot(rcu) + writes(RCU_CALLBACKS)
+    return fp_snapshot(rcu) + writes(RCU_CALLBACKS, callback_resource(len(rcu.callbacks)))
 
 
 def call_rcu(label: str, func: Callable[[], None], footprint: Callable[[], Footprint]) -> None:
@@ -129,6 +138,7 @@ def call_rcu(label: str, func: Callable[[], None], footprint: Callable[[], Footp
     rcu = current().kernel.rcu
     readers = _snapshot(rcu)
     touch(RCU_CALLBACKS, True)
+    touch(callback_resource(len(rcu.callbacks)), True)
     rcu.callbacks.append(RcuHead(label, func, footprint, readers))
 
 
@@ -145,9 +155,9 @@ async def rcu_gp_kthread() -> None:
 
     A daemon: it sleeps until a callback is queued and its grace period has
     ended, so the schedule ends when the other threads have returned and it
-    has nothing left to do.  That wait declares the queue, which the call
-    writes; once the callback is queued its snapshot is fixed, and the
-    predicate records the sections it reads.  The callback is a step of its
+    has nothing left to do.  That wait declares the callback it waits for,
+    which the call writes; once the callback is queued its snapshot is
+    fixed, and the predicate records the sections it reads.  The callback is a step of its
     own (``rcu_do_batch()``), whose footprint is what it would touch when the
     wait ends: what the callback does to the world is then ordered after the
     wait, and so after the call, and does not race with the steps before it.
@@ -164,7 +174,7 @@ async def rcu_gp_kthread() -> None:
         return f"grace period ends for {callbacks[done].label}"
 
     while True:
-        await wait_until("rcu_gp_kthread", label, ready, reads(RCU_CALLBACKS))
+        await wait_until("rcu_gp_kthread", label, ready, reads(callback_resource(done)))
         head = callbacks[done]
         done += 1
         await point("rcu_do_batch", head.label, head.footprint())

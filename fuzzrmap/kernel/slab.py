@@ -45,12 +45,16 @@ be re-allocated meanwhile: then the page is in use again and the callback
 does nothing (a later free queues its own).
 
 Footprints name the cache's parts apart, so that the exhaustive search
-orders only what really depends: the freelist (what an allocation takes),
-the set of slots (what a fresh allocation extends) and each slot's state.
-A free also reads every task's RCU state (the snapshot) and appends to the
-RCU callbacks; the callback writes the slot and the freelist.  An
-allocation from an empty freelist reads the freelist and adds a slot: it
-commutes with the RCU thread waiting for a grace period.
+orders only what really depends: the freelist (its order: what an
+allocation takes), the set of slots (what a fresh allocation extends) and
+each slot's state.  A free also reads every task's RCU state (the snapshot)
+and queues a callback.  The release of a slot's page writes only the slot:
+the slot stays on the freelist, marked GONE, and an allocation skips it,
+reading the state of every slot it skips.  So a release commutes with a free
+or an allocation of another slot, as its removal from the list would; an
+allocation that took the released slot had to read it.  An allocation from
+an empty freelist reads the freelist and adds a slot: it commutes with the
+RCU thread waiting for a grace period.
 """
 
 from __future__ import annotations
@@ -116,9 +120,13 @@ class Slab(Generic[T]):
         self.frees = 0
 
     def kmem_cache_alloc(self) -> T:
-        if self.freelist:
+        for i in range(len(self.freelist) - 1, -1, -1):
+            obj = self.freelist[i]
+            if obj.slab_state is SlotState.GONE and not SLUB_RCU_DEBUG.on:
+                touch(slot_resource(obj.slot), False)  # its slab page is released
+                continue
             touch(SLAB_FREELIST, True)
-            obj = self.freelist.pop()
+            del self.freelist[i]
             obj.slab_state = SlotState.LIVE
             obj.gen += 1
             touch(slot_resource(obj.slot), True)
@@ -154,21 +162,21 @@ class Slab(Generic[T]):
         the free is only read."""
         if obj.slab_state is not SlotState.FREE or obj.free_seq != free_seq:
             return reads(slot_resource(obj.slot))
-        return writes(slot_resource(obj.slot), SLAB_FREELIST)
+        if SLUB_RCU_DEBUG.on:
+            return writes(slot_resource(obj.slot), SLAB_FREELIST)
+        return writes(slot_resource(obj.slot))
 
     def after_grace_period(self, obj: T, free_seq: int) -> None:
         """The callback of free number ``free_seq``: a grace period has passed since it.
 
         ``obj`` is GONE if it stayed free since: released with its slab page
-        (taken off the freelist), or, when it waited for this grace period
-        (SLUB_RCU_DEBUG), poisoned and put on the freelist.  Re-allocated
-        meanwhile, it is left alone."""
+        (left on the freelist, where allocations skip it), or, when it waited
+        for this grace period (SLUB_RCU_DEBUG), poisoned and put on the
+        freelist.  Re-allocated meanwhile, it is left alone."""
         for resource, access in self.fp_after_grace_period(obj, free_seq):
             touch(resource, access)
         if obj.slab_state is not SlotState.FREE or obj.free_seq != free_seq:
             return
         obj.slab_state = SlotState.GONE
-        if obj in self.freelist:
-            self.freelist.remove(obj)
-        else:
+        if SLUB_RCU_DEBUG.on:
             self.freelist.append(obj)
