@@ -23,7 +23,7 @@ from __future__ import annotations
 import attrs
 
 from fuzzrmap.hunks import hunk
-from fuzzrmap.kernel.memory import VMA, Folio, folio_mapped
+from fuzzrmap.kernel.memory import VMA, Folio, folio_mapped, pte_young, ptep_test_and_clear_young
 from fuzzrmap.kernel.rmap import (
     RmapWalkControl, folio_lock_anon_vma_read, folio_test_ksm, page_vma_mapped_walk, page_vma_mapped_walk_done,
     rmap_walk,
@@ -46,7 +46,7 @@ async def damon_folio_mkold_one(folio: Folio, vma: VMA, addr: int, arg: object) 
     if await page_vma_mapped_walk(folio, vma, addr, fn):
         await point(fn, f"damon_ptep_mkold: ptep_test_and_clear_young({vma.name}:{addr:#x})",
                     writes(vma.young_resource))
-        vma.young[addr] = False
+        ptep_test_and_clear_young(vma, addr)
         page_vma_mapped_walk_done(vma)
     return True
 
@@ -56,7 +56,7 @@ async def damon_folio_young_one(folio: Folio, vma: VMA, addr: int, arg: Accessed
     arg.accessed = False
     if await page_vma_mapped_walk(folio, vma, addr, fn):
         await point(fn, f"pte_young(ptep_get({vma.name}:{addr:#x}))", reads(vma.young_resource))
-        arg.accessed = bool(vma.young.get(addr))
+        arg.accessed = pte_young(vma, addr)
         page_vma_mapped_walk_done(vma)
     # If accessed, stop walking
     return not arg.accessed

@@ -120,6 +120,7 @@ class VMA:
         #: newest first, as list_add() leaves it
         self.anon_vma_chain: List["AnonVmaChain"] = []
         self.ptes: Dict[int, Optional[Folio]] = {}
+        #: the PTEs' accessed bits (read and cleared through :func:`pte_young`, :func:`ptep_test_and_clear_young`)
         self.young: Dict[int, bool] = {}
         self.ptl = spinlock(f"{name}.ptl")
         #: per-VMA lock (CONFIG_PER_VMA_LOCK, v6.4..v6.14 shape: an rwsem and a sequence number)
@@ -160,13 +161,30 @@ def vma_address(vma: VMA, pgoff: int) -> Optional[int]:
 
 def set_pte_at(vma: VMA, addr: int, folio: Folio, young: bool = True) -> None:
     """Map ``folio`` at ``addr``; the caller took care of the mapcount."""
+    touch(vma.young_resource, True)
     vma.ptes[addr] = folio
     vma.young[addr] = young
 
 
 def ptep_get_and_clear(vma: VMA, addr: int) -> Optional[Folio]:
+    touch(vma.young_resource, True)
     vma.young.pop(addr, None)
     return vma.ptes.pop(addr, None)
+
+
+def pte_young(vma: VMA, addr: int) -> bool:
+    """The accessed bit of the PTE at ``addr`` (recorded as a read of :attr:`VMA.young_resource`)."""
+    touch(vma.young_resource, False)
+    return bool(vma.young.get(addr))
+
+
+def ptep_test_and_clear_young(vma: VMA, addr: int) -> bool:
+    """Clear the accessed bit at ``addr``; whether it was set (recorded as a write)."""
+    touch(vma.young_resource, True)
+    young = bool(vma.young.get(addr))
+    if addr in vma.young:
+        vma.young[addr] = False
+    return young
 
 
 def mappers(folio: Folio, vmas: List[VMA]) -> List[VMA]:

@@ -16,7 +16,7 @@ is what the checker judges), mmu notifiers, PMD-mapped folios, the LRU test.
 from __future__ import annotations
 
 from fuzzrmap.hunks import hunk
-from fuzzrmap.kernel.memory import VMA, Folio, folio_mapped
+from fuzzrmap.kernel.memory import VMA, Folio, folio_mapped, ptep_test_and_clear_young
 from fuzzrmap.kernel.rmap import (
     RmapWalkControl, folio_lock_anon_vma_read, folio_test_ksm, page_vma_mapped_walk, page_vma_mapped_walk_done,
     rmap_walk,
@@ -30,7 +30,7 @@ async def page_idle_clear_pte_refs_one(folio: Folio, vma: VMA, addr: int, arg: o
     fn = "page_idle_clear_pte_refs_one"
     if await page_vma_mapped_walk(folio, vma, addr, fn):
         await point(fn, f"ptep_clear_young_notify({vma.name}:{addr:#x})", writes(vma.young_resource))
-        vma.young[addr] = False
+        ptep_test_and_clear_young(vma, addr)
         page_vma_mapped_walk_done(vma)
     return True
 

@@ -33,7 +33,8 @@ import attrs
 
 from fuzzrmap.check import invariants as check
 from fuzzrmap.hunks import hunk
-from fuzzrmap.kernel.memory import VMA, Folio, folio_mapcount, folio_mapped, mappers, vma_address
+from fuzzrmap.kernel.memory import (VMA, Folio, folio_mapcount, folio_mapped, mappers, ptep_test_and_clear_young,
+                                     vma_address)
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.kernel.rwsem import RWSem
@@ -491,8 +492,7 @@ async def folio_referenced_one(folio: Folio, vma: VMA, address: int, pra: FolioR
     referenced = 0
     if await page_vma_mapped_walk(folio, vma, address, fn):
         await point(fn, f"ptep_clear_flush_young_notify({vma.name}:{address:#x})", writes(vma.young_resource))
-        if vma.young.get(address):
-            vma.young[address] = False
+        if ptep_test_and_clear_young(vma, address):
             referenced += 1
         pra.mapcount -= 1
         page_vma_mapped_walk_done(vma)
