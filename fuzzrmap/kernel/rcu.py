@@ -26,9 +26,11 @@ Footprints: a snapshot reads every task's RCU state, which the outermost
 lock and unlock write; waiting for a snapshot reads only its sections, each
 a resource of its own that only its own lock and unlock write, so sections
 begun after the snapshot do not conflict with the wait.  ``call_rcu()``
-writes the queue's tail (two calls are ordered) and the callback it queues,
-each a resource of its own; the thread waiting for callback k reads only
-callback k, so a call queueing a later one commutes with that wait.
+writes the queue's tail (two calls are ordered) and creates the callback it
+queues (:data:`~fuzzrmap.sched.api.CREATE`), a resource of its own; the
+thread waiting for callback k reads only callback k, so a call queueing a
+later one commutes with that wait, and the wait is never tried before the
+call that it waits for.
 
 Left out: callbacks other than the slab's, expedited grace periods,
 quiescent-state detection details (a section is simply open or closed), and
@@ -47,7 +49,7 @@ import attrs
 
 from fuzzrmap.check import SAFETY, violation
 from fuzzrmap.kernel.task import TaskStruct, current, sleeping
-from fuzzrmap.sched.api import Footprint, point, reads, touch, wait_until, writes
+from fuzzrmap.sched.api import CREATE, Footprint, point, reads, touch, wait_until, writes
 
 #: footprint name of the tail of the queue of callbacks (``call_rcu()`` appends)
 RCU_CALLBACKS = "rcu.callbacks"
@@ -128,8 +130,9 @@ def _ended(readers: Snapshot) -> bool:
 
 
 def fp_call_rcu(rcu: RCU) -> Footprint:
-    """The footprint of :func:`call_rcu`: the snapshot, and the queue it appends to."""
-    return fp_snapshot(rcu) + writes(RCU_CALLBACKS, callback_resource(len(rcu.callbacks)))
+    """The footprint of :func:`call_rcu`: the snapshot, and the queue it appends to (the
+    callback it creates is recorded as it runs: another call may queue one first)."""
+    return fp_snapshot(rcu) + writes(RCU_CALLBACKS)
 
 
 def call_rcu(label: str, func: Callable[[], None], footprint: Callable[[], Footprint]) -> None:
@@ -138,7 +141,7 @@ def call_rcu(label: str, func: Callable[[], None], footprint: Callable[[], Footp
     rcu = current().kernel.rcu
     readers = _snapshot(rcu)
     touch(RCU_CALLBACKS, True)
-    touch(callback_resource(len(rcu.callbacks)), True)
+    touch(callback_resource(len(rcu.callbacks)), CREATE)
     rcu.callbacks.append(RcuHead(label, func, footprint, readers))
 
 

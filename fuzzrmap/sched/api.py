@@ -18,7 +18,7 @@ There are two kinds of op, and one awaitable for each:
 Every op carries the kernel function it belongs to, a step label from the
 model specification and a *footprint*: the shared resources the step will read
 or write, as ``(resource, access)`` pairs, the access ``False`` (a read),
-``True`` (a write) or :data:`ADD`.  Footprints describe the step that
+``True`` (a write), :data:`ADD` or :data:`CREATE`.  Footprints describe the step that
 follows the yield point, up to the next one; a wait's footprint also names
 what its ``ready`` predicate reads.
 
@@ -30,6 +30,13 @@ does the same in both (an rwsem's reader acquire and release with no writer
 and no waiter, :mod:`fuzzrmap.kernel.rwsem`); elsewhere it records a write.
 A yield point may declare an add for such a step; exhaustive search takes a
 declared add of a step that has not run (a pending step) as a write.
+
+:data:`CREATE` is a write that brings a resource into being, once: a wait
+that declares the resource is disabled in every state before that write (a
+queue entry that a consumer waits for).  It conflicts as a write does, and
+exhaustive search knows that such a wait can never be moved before it.
+Which resource a step creates depends on the state it runs in, so a
+creation is recorded (:func:`touch`) as the step runs, never declared.
 
 Exhaustive search trusts footprints to decide which steps commute, so an
 unknown one must never look independent.  Three ways to give one:
@@ -67,12 +74,14 @@ from __future__ import annotations
 import types
 from typing import Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union
 
-#: an access: ``False`` (read), ``True`` (write) or :data:`ADD`
+#: an access: ``False`` (read), ``True`` (write), :data:`ADD` or :data:`CREATE`
 Access = Union[bool, str]
 Footprint = Tuple[Tuple[str, Access], ...]
 
 #: The access of a step that adds to a resource: conflicts with reads and writes, not with other adds.
 ADD = "add"
+#: The access of the one write that brings a resource into being: a wait declaring it is disabled before.
+CREATE = "create"
 #: The universal resource: a step that writes it conflicts with every step.
 ANY = "*"
 UNKNOWN: Footprint = ((ANY, True),)

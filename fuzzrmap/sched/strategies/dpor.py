@@ -26,7 +26,8 @@ rest chosen fresh.  Two modes:
 
 Blocking.  The paper's model has no disabled steps; ours has waits, enabled
 only while a predicate holds, and the reversed order of a race may not exist
-when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
+when ``e`` is what enabled ``e'``.  Three rules keep the search sound, and a
+fourth spares it reversals that cannot exist:
 
 * a wait's footprint includes what its predicate reads (recorded each time
   the wait is released), so the step that enables a waiter conflicts with it;
@@ -48,7 +49,11 @@ when ``e`` is what enabled ``e'``.  Three rules keep the search sound:
   parked when an execution ends
   (a deadlock, a failure, a daemon asleep) count as pending steps, with their
   declared footprint plus what their predicate reads, so races with steps
-  that never ran are not lost.
+  that never ran are not lost;
+* a race of a step ``e`` that creates a resource
+  (:data:`~fuzzrmap.sched.api.CREATE`) with a wait ``e'`` that declares it
+  has no reversal: the wait is disabled in every state before ``e``.
+  Nothing is added, and the earlier races of ``e'`` stay visible.
 
 Subtrees.  :meth:`Explore.start_subtree` confines the search to the states
 below a given path (parallel explore, :mod:`fuzzrmap.explore_parallel`):
@@ -78,7 +83,7 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
-from fuzzrmap.sched.api import ADD, ANY, BEGINS, ENDS, RUNNING, Footprint, ModelError, clash
+from fuzzrmap.sched.api import ADD, ANY, BEGINS, CREATE, ENDS, RUNNING, Footprint, ModelError, clash
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.trace import Execution
 
@@ -453,10 +458,13 @@ class Explore(Strategy):
     def _backtrack(self, j: int, i: int, events: List[Event], clocks: List[List[int]], n: int) -> bool:
         """Race ``j`` before ``i``: make the state before ``j`` try an initial of the reversed order.
 
-        False when the reversed order cannot run from there: one of its
-        initials is a wait with a declared footprint, disabled before ``j``,
-        that nothing before it in the reversal touches.
+        False when the reversed order cannot run from there: ``i`` is a wait
+        for a resource that ``j`` creates (:data:`~fuzzrmap.sched.api.CREATE`),
+        or one of its initials is a wait with a declared footprint, disabled
+        before ``j``, that nothing before it in the reversal touches.
         """
+        if events[i].waits and _waits_for_creation(events[j], events[i]):
+            return False
         node = self.stack[j]
         p = events[j].task
         # v = the executed steps after j that do not depend on j, then step i
@@ -505,6 +513,12 @@ def _cuts(options: List[List[int]], mine: List[List[int]], counts: List[Tuple[in
                 chosen.pop()
 
     return extend(0)
+
+
+def _waits_for_creation(creator: Event, wait: Event) -> bool:
+    """Whether ``wait`` declares a resource that ``creator`` creates: it cannot run before it."""
+    created = {r for r, w in creator.footprint if w == CREATE}
+    return bool(created) and any(r in created for r, _ in wait.footprint)
 
 
 def _wait_kind(op) -> int:
