@@ -355,6 +355,16 @@ def test_rcu_callbacks_and_slab_reuse_match_naive(order, allocate):
     assert reduced.executions < naive.executions
 
 
+def test_an_unlock_commutes_with_the_snapshot_of_a_free():
+    """A free's grace period waits for each task's latest section, open or ended, so a section's
+    end and the free commute (the callback runs after both either way), and the search never
+    tries the grace period before the end it waits for: a reader's two sections and a free take
+    9 executions, none cut short (12 when an unlock conflicted with the snapshot)."""
+    scenario = rcu_slab("any")
+    result = engine.explore(scenario, scenario.variants[0], stop_on_failure=False)
+    assert result.complete and (result.executions, result.pruned) == (9, 0)
+
+
 def test_a_use_after_the_grace_period_is_found_unless_the_section_covers_the_free():
     """A reader whose section began after the free is not waited for (I5a); one inside at the
     free is, however late the grace period would start."""

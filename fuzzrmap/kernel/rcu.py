@@ -14,18 +14,24 @@ that a start at f forbids: t needs every section open at s to have ended by
 t, and a section open at f either ended before s or is still open at s, so
 it has ended by t too.  Nor does a start at f allow a time the kernel
 forbids: a grace period may start right after the call, and then waits for
-exactly the sections open at f.  So the call snapshots the sections open
-then, and its callback is ready once those have ended; the scheduler may
-still delay it at will.  This spares the search a start step to place
+exactly the sections open at f.  So the call snapshots each task's latest
+section, and its callback is ready once those have ended (the ones already
+ended at f at once); the scheduler may still delay it at will.  This spares the search a start step to place
 against every section boundary of every reader.  The thread runs callbacks
 in call order, which loses nothing: a section of an earlier call's snapshot
 still open at a later call is in the later snapshot, so the earlier
 callback is ready whenever the later one is.
 
-Footprints: a snapshot reads every task's RCU state, which the outermost
-lock and unlock write; waiting for a snapshot reads only its sections, each
-a resource of its own that only its own lock and unlock write, so sections
-begun after the snapshot do not conflict with the wait.  ``call_rcu()``
+Footprints: a snapshot reads how many sections each task has begun, which
+only the outermost lock writes: it names each task's latest section, and
+waiting for it is waiting for those sections to end, at once if one has
+already ended.  So an unlock commutes with a snapshot (in either order the
+callback runs after both), while a lock does not (a section begun after the
+call is not waited for).  Waiting for a snapshot reads only its sections,
+each a resource of its own that only its own lock and unlock write, so
+sections begun after the snapshot do not conflict with the wait; the unlock
+creates the section's end (:data:`~fuzzrmap.sched.api.CREATE`), so the
+search never tries a wait for it earlier.  ``call_rcu()``
 writes the queue's tail (two calls are ordered) and creates the callback it
 queues (:data:`~fuzzrmap.sched.api.CREATE`), a resource of its own; the
 thread waiting for callback k reads only callback k, so a call queueing a
@@ -60,7 +66,8 @@ def callback_resource(index: int) -> str:
     the ``rcu`` thread waiting for it reads it)."""
     return f"rcu.callback#{index}"
 
-#: read-side sections open at a grace period's start: (task, number of its section)
+
+#: each task's latest read-side section at a grace period's start: (task, number of its section)
 Snapshot = Tuple[Tuple[TaskStruct, int], ...]
 
 
@@ -85,7 +92,7 @@ class RCU:
 
 
 def rcu_read_lock() -> None:
-    """Footprint: only the outermost lock writes the task's RCU state and starts a section."""
+    """Footprint: only the outermost lock counts a section begun (the task's RCU state) and starts it."""
     t = current()
     if t.rcu_read_lock_nesting == 0:
         t.rcu_sections += 1
@@ -95,26 +102,28 @@ def rcu_read_lock() -> None:
 
 
 def rcu_read_unlock() -> None:
-    """Footprint: only the outermost unlock writes the task's RCU state and ends its section."""
+    """Footprint: only the outermost unlock ends the task's section (the count of sections begun
+    stays).  The end happens once and every wait for the section is disabled before it: a
+    :data:`~fuzzrmap.sched.api.CREATE`."""
     t = current()
     if t.rcu_read_lock_nesting <= 0:
         raise violation("I9", SAFETY, f"rcu_read_unlock() by {t.comm} outside a read-side section")
     t.rcu_read_lock_nesting -= 1
     if t.rcu_read_lock_nesting == 0:
-        touch(t.rcu_resource, True)
-        touch(t.rcu_section_resource(t.rcu_sections), True)
+        touch(t.rcu_section_resource(t.rcu_sections), CREATE)
 
 
 def fp_snapshot(rcu: RCU) -> Footprint:
-    """What taking a snapshot reads: every task's RCU state."""
+    """What taking a snapshot reads: every task's count of sections begun."""
     return reads(*(t.rcu_resource for t in rcu.tasks))
 
 
 def _snapshot(rcu: RCU) -> Snapshot:
-    """The sections open now (recorded: the reads of :func:`fp_snapshot`)."""
+    """Each task's latest section, open or already ended (recorded: the reads of :func:`fp_snapshot`):
+    a grace period starting now waits for those that are open."""
     for t in rcu.tasks:
         touch(t.rcu_resource, False)
-    return tuple((t, t.rcu_sections) for t in rcu.tasks if t.rcu_read_lock_nesting)
+    return tuple((t, t.rcu_sections) for t in rcu.tasks if t.rcu_sections)
 
 
 def _fp_wait(readers: Snapshot) -> Footprint:
