@@ -652,12 +652,13 @@ def test_a_state_only_another_order_passes_through_is_checked():
 # -- reference counts: gets and puts of threads that hold their own reference commute (ADD) ------
 
 def refcount_program(seed):
-    """2-3 threads on one reference count that starts at 1 or 2: pins (``atomic_inc_not_zero()``
+    """2-3 threads on one reference count that starts at 1 to 3: pins (``atomic_inc_not_zero()``
     then ``atomic_dec_and_test()`` by the same thread), a put of a reference the thread does not
-    hold (the count may reach zero: the object is freed), ``atomic_read()`` and ``atomic_inc()``."""
+    hold (the count may reach zero: the object is freed), ``atomic_read()``, ``atomic_inc()`` and
+    ``atomic_inc(pin=False)`` (a reference for an object)."""
     rng = random.Random(seed)
-    kinds = ["pin", "pin", "pin", "put", "read", "get"]
-    start = rng.choice([1, 2])
+    kinds = ["pin", "pin", "pin", "put", "put", "read", "get", "ref"]
+    start = rng.choice([1, 2, 3])
     plans = [[rng.choice(kinds) for _ in range(rng.randint(1, 2))] for _ in range(rng.choice([2, 3, 3]))]
 
     def threads(k):
@@ -684,9 +685,12 @@ def refcount_program(seed):
                     elif op == "read":
                         await point(fn, "atomic_read", reads(count.name))
                         log.append((t, "read", count.atomic_read()))
-                    else:
+                    elif op == "get":
                         await point(fn, "atomic_inc", adds(count.name))
                         count.atomic_inc()
+                    else:
+                        await point(fn, "atomic_inc for an object", adds(count.name))
+                        count.atomic_inc(pin=False)
             return run
 
         return [(f"t{t}", body(t, ops)) for t, ops in enumerate(plans)], lambda: (tuple(sorted(log)), count.counter)
@@ -694,7 +698,7 @@ def refcount_program(seed):
     return tiny._program(f"refcount-{seed}", threads)
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_refcount_programs_match_naive(seed):
     every_failure_as_naive(refcount_program(seed))
 

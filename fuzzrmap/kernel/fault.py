@@ -33,7 +33,7 @@ from fuzzrmap.kernel.rmap import (
     folio_move_anon_rmap, folio_test_ksm, put_anon_vma,
 )
 from fuzzrmap.kernel.task import sleeping
-from fuzzrmap.sched.api import TRACKED, point, reads, writes
+from fuzzrmap.sched.api import TRACKED, adds, point, reads, writes
 
 VM_FAULT_OOM = "oom"
 
@@ -138,7 +138,7 @@ async def wp_page_copy(vma: VMA, addr: int, old: Folio, name: str, folios: List[
     folios.append(new)
     old._mapcount -= 1
     vma.ptl.unlock()
-    await point(fn, f"folio_put({old.name})", writes(old._refcount.name))
+    await point(fn, f"folio_put({old.name})", adds(old._refcount.name))
     folio_put(old)
 
 

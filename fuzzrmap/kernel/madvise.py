@@ -26,7 +26,7 @@ from typing import List
 
 from fuzzrmap.kernel.memory import MM, VMA, Folio, folio_put, zap_pte_range
 from fuzzrmap.kernel.rmap import unlink_anon_vmas
-from fuzzrmap.sched.api import point, reads, writes
+from fuzzrmap.sched.api import adds, point, reads, writes
 
 ENOMEM = -12
 
@@ -34,7 +34,7 @@ ENOMEM = -12
 async def tlb_finish_mmu(folios: List[Folio], func: str) -> None:
     """The mmu_gather frees its batch: one ``folio_put()`` per zapped mapping."""
     for folio in folios:
-        await point(func, f"tlb_finish_mmu: folio_put({folio.name})", writes(folio._refcount.name))
+        await point(func, f"tlb_finish_mmu: folio_put({folio.name})", adds(folio._refcount.name))
         folio_put(folio)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fuzzrmap.kernel.memory import MM, VMA, folio_get, set_pte_at, zap_pte_range
+from fuzzrmap.kernel.memory import MM, VMA, set_pte_at, zap_pte_range
 from fuzzrmap.kernel.rcu import rcu_read_lock, rcu_read_unlock
 from fuzzrmap.kernel.rmap import anon_vma_fork, unlink_anon_vmas
 from fuzzrmap.sched.api import point, reads, touch, writes
@@ -171,7 +171,7 @@ async def copy_present_pte(dst_vma: VMA, src_vma: VMA, addr: int) -> None:
                        "folio.anon_exclusive"))
     folio = src_vma.ptes.get(addr)
     if folio is not None:
-        folio_get(folio)
+        folio._refcount.atomic_inc(pin=False)  # folio_get(): the child's PTE holds it
         folio._mapcount += 1
         folio.anon_exclusive = False
         set_pte_at(dst_vma, addr, folio, young=False)

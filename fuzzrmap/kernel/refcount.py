@@ -15,12 +15,20 @@ Footprints.  Two threads that each take a reference and drop it again
 none of them holds keeps the count above zero: neither order lets a put
 reach zero or an ``atomic_inc_not_zero()`` fail.  The counter keeps, as
 checker bookkeeping, the references each model thread took (``_pins``); the
-*base* is the count minus all of them.  An increment, or a decrement by a
-thread that holds a reference, records an :data:`~fuzzrmap.sched.api.ADD`
-when the base is at least one, else a write.  Adds leave the base as it is
-(count and pins move together), so whether a step adds is the same in both
-orders of two adds, and so is what each does; a read or a write of the
-counter conflicts with them.  A failed ``atomic_inc_not_zero()`` only reads.
+*base* is the count minus all of them, the references that objects hold (a
+page table's, an anon_vma's tree).  A thread taking a reference, or dropping
+one it holds, leaves the base as it is and records an
+:data:`~fuzzrmap.sched.api.ADD` when the base is at least one.  A reference
+taken for an object (``pin=False``) or an object's dropped by a thread that
+holds none moves the base by one; it records an add when the base stays at
+least one (at least one before an increment, two before a decrement), and
+then also writes the base: whether another such step adds depends on their
+order, so they are ordered.  Else a step writes the counter.  So while steps
+add, the base stays at least one: whether a step that keeps the base adds is
+the same in either order, no decrement that adds reaches zero, no
+``atomic_inc_not_zero()`` that adds fails, and adds commute.  A read or a
+write of the counter conflicts with them.  A failed ``atomic_inc_not_zero()``
+only reads.
 """
 
 from __future__ import annotations
@@ -40,19 +48,29 @@ class Atomic:
         #: checker: references taken by each model thread (by scheduler task), not yet dropped by it
         self._pins: Dict[object, int] = {}
 
-    def _adds(self, dropping: bool) -> bool:
+    def _adds(self, dropping: bool, pin: bool = True) -> bool:
         """Record the running thread's increment (or, ``dropping``, decrement): an add when it
-        commutes with every other add (see the module notes), else a write."""
+        commutes with every other add (see the module notes), else a write.  ``pin``: an
+        increment's reference is the thread's (else an object's)."""
         task = RUNNING.task
         held = self._pins.get(task, 0)
-        quiet = task is not None and self.counter - sum(self._pins.values()) >= 1 and (held or not dropping)
+        moves_base = not held if dropping else not pin
+        quiet = task is not None and self.counter - sum(self._pins.values()) >= (2 if moves_base and dropping else 1)
         touch(self.name, ADD if quiet else True)
+        if quiet and moves_base:
+            touch(self.base_resource, True)
         if task is not None:
-            if not dropping:
+            if not dropping and pin:
                 self._pins[task] = held + 1
-            elif held:
+            elif dropping and held:
                 self._pins[task] = held - 1
         return quiet
+
+    @property
+    def base_resource(self) -> str:
+        """Footprint name of the base (the references objects hold), which a step that adds while
+        moving it writes: another such step may add or write depending on their order."""
+        return f"{self.name}.base"
 
     def __repr__(self) -> str:
         return f"{self.name}={self.counter}"
@@ -65,8 +83,9 @@ class Atomic:
         touch(self.name, True)
         self.counter = value
 
-    def atomic_inc(self) -> None:
-        self._adds(dropping=False)
+    def atomic_inc(self, pin: bool = True) -> None:
+        """Take a reference: the running thread's, or (``pin=False``) one an object will hold."""
+        self._adds(dropping=False, pin=pin)
         self.counter += 1
 
     def atomic_inc_not_zero(self) -> bool:
