@@ -47,8 +47,9 @@ does nothing (a later free queues its own).
 Footprints name the cache's parts apart, so that the exhaustive search
 orders only what really depends: the freelist (its order: what an
 allocation takes), the set of slots (what a fresh allocation extends) and
-each slot's state.  A free also reads every task's RCU state (the snapshot)
-and queues a callback.  The release of a slot's page writes only the slot:
+each slot's state.  A free also reads how many read-side sections each
+task has begun (the snapshot, :mod:`fuzzrmap.kernel.rcu`) and queues a
+callback.  The release of a slot's page writes only the slot:
 the slot stays on the freelist, marked GONE, and an allocation skips it,
 reading the state of every slot it skips.  So a release commutes with a free
 or an allocation of another slot, as its removal from the list would; an
