@@ -31,10 +31,10 @@ and no waiter, :mod:`fuzzrmap.kernel.rwsem`); elsewhere it records a write.
 A yield point may declare an add for such a step; exhaustive search takes a
 declared add of a step that has not run (a pending step) as a write.
 
-:data:`CREATE` is a write that brings about, once, what a wait declaring
-the resource waits for: every such wait is disabled in every state before
-that write (a queue entry that a consumer waits for, the end of an RCU
-read-side section).  It conflicts as a write does, and
+:data:`CREATE` is a write that brings about, once, what a wait reading
+the resource (declared, or read by its predicate) waits for: every such wait
+is disabled in every state before that write (a queue entry that a consumer
+waits for, the end of an RCU read-side section).  It conflicts as a write does, and
 exhaustive search knows that such a wait can never be moved before it.
 Which resource a step creates depends on the state it runs in, so a
 creation is recorded (:func:`touch`) as the step runs, never declared.
@@ -81,7 +81,7 @@ Footprint = Tuple[Tuple[str, Access], ...]
 
 #: The access of a step that adds to a resource: conflicts with reads and writes, not with other adds.
 ADD = "add"
-#: The access of the one write that brings about what a wait declaring the resource waits for.
+#: The access of the one write that brings about what a wait reading the resource waits for.
 CREATE = "create"
 #: The universal resource: a step that writes it conflicts with every step.
 ANY = "*"

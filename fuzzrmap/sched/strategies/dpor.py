@@ -51,8 +51,8 @@ fourth spares it reversals that cannot exist:
   declared footprint plus what their predicate reads, so races with steps
   that never ran are not lost;
 * a race of a step ``e`` that creates a resource
-  (:data:`~fuzzrmap.sched.api.CREATE`) with a wait ``e'`` that declares it
-  has no reversal: the wait is disabled in every state before ``e``.
+  (:data:`~fuzzrmap.sched.api.CREATE`) with a wait ``e'`` that reads it has
+  no reversal: the wait is disabled in every state before ``e``.
   Nothing is added, and the earlier races of ``e'`` stay visible.
 
 Subtrees.  :meth:`Explore.start_subtree` confines the search to the states
@@ -516,7 +516,7 @@ def _cuts(options: List[List[int]], mine: List[List[int]], counts: List[Tuple[in
 
 
 def _waits_for_creation(creator: Event, wait: Event) -> bool:
-    """Whether ``wait`` declares a resource that ``creator`` creates: it cannot run before it."""
+    """Whether ``wait`` reads a resource that ``creator`` creates: it cannot run before it."""
     created = {r for r, w in creator.footprint if w == CREATE}
     return bool(created) and any(r in created for r, _ in wait.footprint)
 
