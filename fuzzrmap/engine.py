@@ -37,7 +37,7 @@ from fuzzrmap.scenario import Scenario, Variant, World, for_seed
 from fuzzrmap.sched import drivers
 from fuzzrmap.sched.scheduler import DEFAULT_MAX_STEPS, Phase, Scheduler, Violation
 from fuzzrmap.sched.seedfile import SeedFile
-from fuzzrmap.sched.api import RUNNING, running
+from fuzzrmap.sched.api import RUNNING, FootprintError, running
 from fuzzrmap.sched.strategies import Strategy
 from fuzzrmap.sched.strategies.dpor import Explore, Prune
 from fuzzrmap.sched.strategies.prefix import Prefix, PrefixEnd
@@ -367,6 +367,7 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
     ``progress(executions, pruned)`` after every run.
     """
     runs = 0
+    strategy.quiet_check_reads = scenario.environment.quiet_check_reads
     while True:
         if advance_first and not strategy.advance():
             tally.complete = True
@@ -379,6 +380,8 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
                         preemption_model=preemption_model)
         sched.record_footprints = True
         sched.observer = strategy.after_step
+        if RUNNING.check_footprints:
+            sched.observer = QuietReadsCheck(sched, strategy)
         strategy.sched = sched
         runs += 1
         try:
@@ -412,6 +415,36 @@ def search(scenario: Scenario, variant: Variant, strategy: Explore, tally: Tally
                 on_execution(state, replayed)
             if _counts(tally, state, target) and stop_on_failure:
                 return
+
+
+class QuietReadsCheck:
+    """A scheduler observer for ``--check-footprints``: a step that writes no resource the checks
+    between operations may read (:meth:`Environment.quiet_check_reads`) leaves the environment's
+    :meth:`~Environment.quiet_digest` as it was, or the run stops with a :class:`FootprintError`.
+
+    It starts at the first step that begins or ends an operation: a schedule without
+    operations has no quiet state, and costs no digest.
+    """
+
+    def __init__(self, sched: Scheduler, strategy: Explore) -> None:
+        self.sched = sched
+        self.strategy = strategy
+        self.before = None
+
+    def __call__(self, index: int, task) -> None:
+        self.strategy.after_step(index, task)
+        step = self.sched.steps[index]
+        if self.before is None and not step.ops:
+            return
+        built = self.sched.world
+        env = built.environment
+        after = env.quiet_digest(built.globals, built.world)
+        if self.before is not None and after != self.before and not self.strategy.seen_by_check(step.footprint):
+            raise FootprintError(
+                f"step {index} ({task.role}: {step.func} {step.label}) changes what a check between "
+                f"operations reads, but writes only {[r for r, w in step.footprint if w]}, "
+                f"which {env.name}'s quiet_check_reads() says no such check reads")
+        self.before = after
 
 
 def _counts(tally: Tally, execution: Execution, target: Optional[str]) -> bool:

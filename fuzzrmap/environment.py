@@ -18,7 +18,12 @@ of a schedule:
   program's threads may be switched anywhere;
 * :meth:`~Environment.thread_exit` and :meth:`~Environment.final_check` are
   the checks at the end of each thread and of the schedule; they raise a
-  :class:`~fuzzrmap.sched.scheduler.Violation` (``fuzzrmap.check.violation``).
+  :class:`~fuzzrmap.sched.scheduler.Violation` (``fuzzrmap.check.violation``);
+* :meth:`~Environment.quiet_check_reads` says which resources the checks
+  between operations (:func:`~fuzzrmap.sched.api.operation`) may read, so
+  that exhaustive search checks fewer quiet states, and
+  :meth:`~Environment.quiet_digest` is what ``--check-footprints`` compares
+  to hold the environment to it.
 
 :data:`PLAIN` (the base class as it is) runs a classic program with
 exactly its own threads, for the generic primitives of :mod:`fuzzrmap.sync`;
@@ -84,6 +89,25 @@ class Environment:
 
     def final_check(self, globals_: Any, world: "World") -> None:
         """Checks once every thread has returned (the world's own ``final_check`` runs after)."""
+
+    def quiet_check_reads(self, resource: str) -> bool:
+        """Whether a check between operations may read ``resource``.
+
+        Exhaustive search checks one quiet state for all those that differ
+        only in steps writing nothing such a check may read
+        (:meth:`~fuzzrmap.sched.strategies.dpor.Explore.quiet_states`).  By
+        default every resource: then only steps that write nothing are left out.
+        """
+        return True
+
+    def quiet_digest(self, globals_: Any, world: "World") -> Any:
+        """Everything a check between operations may read, as a value compared with ``==``.
+
+        With ``--check-footprints``, a step that writes no resource the checks
+        may read (:meth:`quiet_check_reads`) must leave it equal.  None (the
+        default): no digest, nothing compared.
+        """
+        return None
 
 
 @attrs.define(eq=False)

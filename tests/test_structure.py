@@ -7,6 +7,8 @@ from fuzzrmap import engine
 from fuzzrmap.check import structure
 from fuzzrmap.kernel import actors as kactors
 from fuzzrmap.kernel.actors import CATALOGUE, UffdWorld
+from fuzzrmap.kernel.environment import KERNEL
+from fuzzrmap.sched.api import FootprintError
 from fuzzrmap.sched.strategies.random_walk import RandomWalk
 from tests.helpers import _kernel
 
@@ -76,3 +78,28 @@ def test_sequences_keep_the_structure(name):
     for variant in scenario.variants:
         execution = engine.run_one(scenario, variant, RandomWalk(1), 0)
         assert execution.failure is None, execution.failure.headline()
+
+
+def _explore(scenario, **kw):
+    return engine.explore(scenario, scenario.variant("fixed"), max_executions=300, stop_on_failure=False, **kw)
+
+
+def test_check_footprints_holds_the_kernel_to_what_the_checks_between_operations_read(monkeypatch):
+    """No step of a composition that writes only locks, RCU state, exits or accessed bits changes
+    the rest of the kernel; a claim that the checks do not read the page tables is caught."""
+    scenario = CATALOGUE.compose("referenced", "uffd-move", "munmap").scenario()
+    assert _explore(scenario, check_footprints=True).executions == 300
+    reads = KERNEL.quiet_check_reads
+    monkeypatch.setattr(KERNEL, "quiet_check_reads", lambda resource: not resource.startswith("pte:") and reads(resource))
+    with pytest.raises(FootprintError, match="changes what a check between operations reads"):
+        _explore(scenario, check_footprints=True)
+
+
+def test_quiet_states_that_differ_only_in_what_the_checks_do_not_read_are_checked_once(monkeypatch):
+    """Leaving locks, RCU state and accessed bits out of the quiet states' keys replays fewer of them."""
+    scenario = CATALOGUE.compose("referenced", "uffd-move", "munmap").scenario()
+    keyed_by_reads = _explore(scenario)
+    monkeypatch.setattr(KERNEL, "quiet_check_reads", lambda resource: True)
+    keyed_by_all = _explore(scenario)
+    assert keyed_by_reads.executions == keyed_by_all.executions
+    assert keyed_by_reads.quiet_states < keyed_by_all.quiet_states

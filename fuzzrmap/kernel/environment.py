@@ -11,6 +11,9 @@ A scenario that names :data:`KERNEL` gets, for every schedule:
 * the end checks: at each thread's end, no lock held and no open RCU section
   (I7, I9); once all have returned, I5c, I6 and I11 over the final state,
   with the folios the world names (:class:`KernelWorld`);
+* what the I12-I14 check between operations never reads: locks, RCU state,
+  thread exits and accessed bits (:meth:`KernelEnvironment.quiet_check_reads`,
+  held to it by ``--check-footprints`` through a digest of everything else);
 * where a thread is when it is preempted (:mod:`fuzzrmap.preemption`): under
   a spinlock, inside an RCU read-side section (``CONFIG_PREEMPT_RCU`` is
   what ``CONFIG_PREEMPT`` gives), at a sleeping point (marked by the model
@@ -24,17 +27,20 @@ are not modelled; a scenario that needs one writes it as its own thread.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Tuple
+import enum
+import types
+from typing import Any, Callable, Dict, List, Tuple
 
 import attrs
 
 from fuzzrmap import preemption
 from fuzzrmap.check import invariants, violation
 from fuzzrmap.environment import Environment, Thread
-from fuzzrmap.kernel.locking import SPIN
+from fuzzrmap.kernel.locking import SPIN, ExclusiveLock
 from fuzzrmap.kernel.memory import Folio
 from fuzzrmap.kernel.rcu import RCU, rcu_gp_kthread
 from fuzzrmap.kernel.rmap import AnonVma
+from fuzzrmap.kernel.rwsem import RWSem
 from fuzzrmap.kernel.slab import Slab
 from fuzzrmap.kernel.task import Kernel, TaskStruct
 from fuzzrmap.scenario import World
@@ -85,6 +91,61 @@ class KernelEnvironment(Environment):
         broken = invariants.final_state(kernel, world.folios if isinstance(world, KernelWorld) else ())
         if broken is not None:
             raise violation(*broken)
+
+    def quiet_check_reads(self, resource: str) -> bool:
+        """I12-I14 (:mod:`fuzzrmap.check.structure`) read no lock (the rwsems, spinlocks and
+        folio locks, ``mmap_lock``, the per-VMA lock and its sequence counts), no RCU state, no
+        thread's exit and no accessed bit."""
+        return not resource.startswith(_UNREAD_PREFIXES) and not resource.endswith(_UNREAD_SUFFIXES)
+
+    def quiet_digest(self, kernel: Kernel, world: Any) -> list:
+        """The kernel and the world, without what :meth:`quiet_check_reads` leaves out."""
+        out: list = []
+        _digest((kernel, world), out, {})
+        return out
+
+
+_UNREAD_PREFIXES = ("rcu:", "rcu.", "exit:", "young:")
+_UNREAD_SUFFIXES = (".rwsem", ".ptl", ".lock", "_lock", "_lock_seq")
+#: objects and attributes behind those resources (and the checker's own bookkeeping of pins)
+_UNREAD_TYPES = (RWSem, ExclusiveLock, RCU, TaskStruct, types.FunctionType, types.MethodType)
+_UNREAD_ATTRS = frozenset({"young", "vm_lock_seq", "mm_lock_seq", "_pins"})
+
+
+def _digest(o: Any, out: list, seen: Dict[int, int]) -> None:
+    """Append a canonical form of ``o`` to ``out``: values as they are, objects by their
+    fields, each object once (a second visit appends its number)."""
+    if o is None or isinstance(o, (int, str, float, enum.Enum)):
+        out.append(o)
+        return
+    if isinstance(o, type):
+        out.append(o.__qualname__)
+        return
+    if isinstance(o, _UNREAD_TYPES):
+        out.append(type(o).__name__)
+        return
+    if id(o) in seen:
+        out.append(("seen", seen[id(o)]))
+        return
+    seen[id(o)] = len(seen)
+    out.append(type(o).__name__)
+    if isinstance(o, (list, tuple)):
+        out.append(len(o))
+        for x in o:
+            _digest(x, out, seen)
+    elif isinstance(o, dict):
+        out.append(len(o))
+        for k, v in o.items():
+            _digest(k, out, seen)
+            _digest(v, out, seen)
+    elif isinstance(o, (set, frozenset)):
+        out.append(sorted(map(repr, o)))
+    else:
+        names = list(getattr(o, "__dict__", ())) + [n for c in type(o).__mro__ for n in getattr(c, "__slots__", ())]
+        for name in names:
+            if name not in _UNREAD_ATTRS and hasattr(o, name):
+                out.append(name)
+                _digest(getattr(o, name), out, seen)
 
 
 KERNEL = KernelEnvironment()

@@ -67,10 +67,14 @@ of steps before it, a downward-closed set (a *cut*) of the execution's
 happens-before order, whatever order they ran in.  After each full execution
 :meth:`Explore.quiet_states` enumerates its cuts that end with a step ending
 an operation, hold that step as their last, and leave every thread outside
-its operations; each one not seen before (keyed by each thread's steps and
-their vector clocks) that the execution did not pass through is handed back
-as decisions to replay.  Every execution of the program is equivalent to one
-that ran, so every quiet state it passes through is a cut of one that ran.
+its operations; each one not seen before that the execution did not pass
+through is handed back as decisions to replay.  Every execution of the
+program is equivalent to one that ran, so every quiet state it passes through
+is a cut of one that ran.  A quiet state is keyed by the steps of each
+thread, with their vector clocks, up to its last step that writes a resource
+the check may read (:attr:`Explore.quiet_check_reads`): a step of the cut is
+what it is whatever else the cut holds (its past is in the cut), so what the
+check reads is the same in two cuts with the same such steps.
 
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
@@ -79,7 +83,7 @@ left out.
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import attrs
 
@@ -176,6 +180,9 @@ class Explore(Strategy):
         self._clocks: List[List[int]] = []
         #: keys of the quiet states already checked or handed back (:meth:`quiet_states`)
         self.quiet_seen: Set[Tuple[int, ...]] = set()
+        #: whether a check between operations may read a resource (the environment says)
+        self.quiet_check_reads: Callable[[str], bool] = lambda resource: True
+        self._check_reads: Dict[str, bool] = {}
 
     # -- moving the DFS ------------------------------------------------------
     def advance(self) -> bool:
@@ -378,14 +385,18 @@ class Explore(Strategy):
             mine[s.task].append(i)
             position[i] = len(mine[s.task])
             depth[s.task].append(depth[s.task][-1] + (s.ops & BEGINS and 1) - (s.ops & ENDS and 1))
-        # each step's vector clock as counts of steps per thread, and each thread's prefix keys
+        # each step's vector clock as counts of steps per thread; each thread's prefix keys,
+        # which change only at a step writing what the check may read
         counts = [tuple(position[g] if g >= 0 else 0 for g in clocks[i]) for i in range(n)]
         keys: List[List[int]] = []
         for t in range(threads):
-            chain = [0]
+            chain, key, row = 0, 0, [0]
             for g in mine[t]:
-                chain.append(hash((chain[-1], counts[g], steps[g].func, steps[g].label)))
-            keys.append(chain)
+                chain = hash((chain, counts[g], steps[g].func, steps[g].label))
+                if self.seen_by_check(steps[g].footprint):
+                    key = chain
+                row.append(key)
+            keys.append(row)
         def passes(order):
             """The keys of the quiet states a run of ``order`` checks as it goes."""
             at = [0] * threads
@@ -420,6 +431,17 @@ class Explore(Strategy):
             self.quiet_seen.update(passes(order))
             found.append(tuple(steps[g].task for g in order))
         return found
+
+    def seen_by_check(self, footprint: Footprint) -> bool:
+        """Whether a step of ``footprint`` writes a resource a check between operations may read."""
+        known = self._check_reads
+        for res, w in footprint:
+            if w:
+                if res not in known:
+                    known[res] = res == ANY or self.quiet_check_reads(res)
+                if known[res]:
+                    return True
+        return False
 
     def _reversible(self, j: int, i: int, events: List[Event], earlier: List[int],
                     clocks: List[List[int]], base: List[int]) -> bool:
