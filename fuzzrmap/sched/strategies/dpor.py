@@ -78,7 +78,14 @@ check reads is the same in two cuts with the same such steps.
 
 A preemption bound is only offered without reduction: combining the two
 soundly needs the extra backtracking of bounded POR (Coons et al.), which is
-left out.
+left out.  So is state caching.  Measured on ``uffd-move-vs-referenced``
+(fixed) with a canonical hash of the model's objects and the threads'
+frames: the search reaches 8,446 distinct states, most of them many times,
+but a run cut at a state seen before must still add the backtrack points
+that the races of the subtree below it need in its own prefix.  With those
+(a summary of each state's subtree, races as Flanagan and Godefroid's), it
+took 125 executions and 4,975 runs cut short, against 6,906 and 559, and
+the hashing made it 14 times slower.
 """
 
 from __future__ import annotations
