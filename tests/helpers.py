@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import List, Optional, Sequence, Tuple
 
 from fuzzrmap.engine import finish, prepare
@@ -91,3 +92,11 @@ def run_threads(bodies: List, order: Sequence[int] = (), max_steps: int = 1000,
         kernel.rcu.tasks.append(task.state)
     drivers.run_direct(sched)
     return sched.execution(), kernel
+
+
+def ctrl_c_reaches_it() -> None:
+    """``preexec_fn`` of a CLI process that a test stops with SIGINT: give it Ctrl-C's default
+    action, as a terminal would, even when the tests run in the background of a shell, which
+    ignores SIGINT there (the CLI would inherit that, and Python then never raises
+    KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

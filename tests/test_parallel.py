@@ -15,6 +15,7 @@ from fuzzrmap import engine, parallel
 from fuzzrmap import scenario as registry
 from fuzzrmap.sched.strategies.pct import PCT
 from fuzzrmap.sched.strategies.sticky import Sticky
+from tests.helpers import ctrl_c_reaches_it
 
 
 class Tracing(PCT):
@@ -174,7 +175,7 @@ def test_an_interrupted_parallel_campaign_stops_its_workers_and_prints_its_summa
     # a campaign far longer than the test: it is stopped once both workers run
     proc = subprocess.Popen([sys.executable, "-m", "fuzzrmap", "fuzz", "uffd-move-vs-referenced", "--variant", "fixed",
                              "--runs", "10000000", "--jobs", "2", "--out", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
     workers = []
     while len(workers) < 2 and proc.poll() is None:
         workers = _children(proc.pid)

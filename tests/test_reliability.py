@@ -21,6 +21,7 @@ import pytest
 from fuzzrmap import cli, engine, files, shrink
 from fuzzrmap.sched import seedfile
 from fuzzrmap.sched.strategies.pct import PCT
+from tests.helpers import ctrl_c_reaches_it
 
 SCENARIO = "uffd-move-vs-page-idle"
 
@@ -222,7 +223,7 @@ def _started(proc, out_dir):
 def test_11_sigterm_is_treated_like_ctrl_c(signum, tmp_path):
     seeds = tmp_path / "out"
     proc = subprocess.Popen(command("fuzz", SCENARIO, "--runs", "1000000", "--out", seeds),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
     _started(proc, seeds)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
