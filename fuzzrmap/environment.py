@@ -97,6 +97,8 @@ class Environment:
         only in steps writing nothing such a check may read
         (:meth:`~fuzzrmap.sched.strategies.dpor.Explore.quiet_states`).  By
         default every resource: then only steps that write nothing are left out.
+        An environment that narrows it gives :meth:`quiet_digest` too, or
+        nothing holds it to its claim.
         """
         return True
 
