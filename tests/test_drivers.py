@@ -118,3 +118,22 @@ def test_leaving_a_trio_loop_early_stops_its_run():
             break
     assert not [t for t in threading.enumerate() if t.name == "fuzzrmap-trio"]
     assert len(ended) < 1000  # the run stopped soon after the caller left, not after 100000 schedules
+
+
+def test_results_made_before_an_error_in_a_trio_run_reach_the_caller_first():
+    sc = registry.get("uffd-move-vs-referenced")
+    v = sc.variant("fixed")
+
+    ended = []
+
+    def done(sched):
+        ended.append(sched)
+        if len(ended) == 21:
+            raise RuntimeError("schedule 20")
+        return engine.finish(sched)
+
+    taken = []
+    with pytest.raises(RuntimeError, match="schedule 20"):
+        for execution in engine.run_many(sc, v, RandomWalk(1), range(100), "trio", done=done):
+            taken.append(execution)
+    assert len(taken) == 20
