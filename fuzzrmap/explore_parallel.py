@@ -66,6 +66,7 @@ sharing state between workers.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import signal
 import time
@@ -82,7 +83,7 @@ from fuzzrmap.sched.strategies.dpor import Explore, Node
 from fuzzrmap.sched.trace import Execution
 
 #: runs a unit makes before it hands the rest of its subtree back
-SPLIT_AFTER = 24
+SPLIT_AFTER = 48
 #: units dispatched and not merged yet, per worker
 IN_FLIGHT = 4
 #: units a worker process holds at a time (running and queued)
@@ -144,6 +145,7 @@ _JOB: Optional[Tuple[Scenario, Variant, Options]] = None
 def _worker(conn: Connection) -> None:
     """A worker process: run the units that come down ``conn`` until told to stop (``None``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()  # what it inherits lives as long as it does: its collector need not walk (and copy) that
     RUNNING.check_footprints = _JOB[2].check_footprints
     while True:
         try:

@@ -53,6 +53,7 @@ tell them apart).
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import hashlib
 import json
 import os
@@ -682,9 +683,11 @@ def _drive(jobs: int, next_task: Callable[[], Optional[tuple]], done: Callable) 
 
 def _worker_init() -> None:
     """Workers leave Ctrl-C (sent to the whole process group) to the parent, which stops them,
-    and die at once on SIGTERM (the parent's handler, inherited by fork, would let them go on)."""
+    and die at once on SIGTERM (the parent's handler, inherited by fork, would let them go on).
+    What they inherit lives as long as they do: their collector need not walk (and copy) it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.freeze()
 
 
 def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
