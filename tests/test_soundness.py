@@ -21,6 +21,7 @@ from fuzzrmap.kernel.slab import SLAB_FREELIST, SLAB_SLOTS, SlotState, slot_reso
 from fuzzrmap.kernel.refcount import Atomic
 from fuzzrmap.sched.api import (CREATE, TRACKED, FootprintError, adds, operation, point, reads, touch,
                                 wait_until, writes)
+from fuzzrmap.sched.strategies.dpor import conflicting
 
 import tiny
 
@@ -723,3 +724,47 @@ def test_two_pins_over_a_held_reference_need_one_execution():
 
     result = engine.explore(tiny._program("tiny-two-pins", threads), tiny.ONE[0])
     assert result.complete and result.executions == 1 and result.pruned == 0
+
+
+# -- no class twice ----------------------------------------------------------------------------
+
+def trace_class(execution):
+    """The Mazurkiewicz class of ``execution`` under its recorded footprints: each step, named by
+    its thread and its place in it, with the steps of other threads before it that it conflicts
+    with.  Two executions are equivalent (one is a reordering of independent neighbours of the
+    other) exactly when their classes are equal."""
+    steps = execution.steps
+    names, counts = [], {}
+    for step in steps:
+        counts[step.task] = counts.get(step.task, -1) + 1
+        names.append((step.task, counts[step.task]))
+    return frozenset(
+        (names[j], step.label, frozenset(names[i] for i in range(j)
+                                         if steps[i].task != step.task and conflicting(steps[i].footprint, step.footprint)))
+        for j, step in enumerate(steps))
+
+
+def classes_of_reduced_search(scenario, variant=None, max_executions=None):
+    classes = []
+    engine.explore(scenario, variant or scenario.variants[0], stop_on_failure=False, max_executions=max_executions,
+                   on_execution=lambda execution, sched: classes.append(trace_class(execution)))
+    return classes
+
+
+@pytest.mark.parametrize("scenario", [random_program(seed) for seed in range(0, 60, 6)]
+                         + [rwsem_program(seed) for seed in range(0, 40, 5)]
+                         + [tiny.FAMILIES[family](3) for family in sorted(tiny.FAMILIES)],
+                         ids=lambda s: s.name)
+def test_the_reduced_search_runs_no_class_twice(scenario):
+    classes = classes_of_reduced_search(scenario)
+    assert len(set(classes)) == len(classes)
+
+
+def test_the_flagship_search_runs_no_class_twice():
+    """Each execution of ``explore`` on the flagship is of its own class, so its count is the number
+    of classes: a search that runs one execution per class can take no fewer."""
+    from fuzzrmap import scenario as registry
+    sc = registry.get("uffd-move-vs-referenced")
+    classes = classes_of_reduced_search(sc, sc.variant("fixed"), max_executions=600)
+    assert len(classes) == 600
+    assert len(set(classes)) == len(classes)
