@@ -102,38 +102,36 @@ def test_model_code_that_awaits_trio_is_refused():
         run_threads([foreign])
 
 
-def test_leaving_a_trio_loop_early_stops_its_run():
-    import threading
-
+def flagship_on_trio(schedules, fail_at=None):
+    """The flagship's executions on trio, and the schedulers as they end (the ``fail_at``-th raises)."""
     sc = registry.get("uffd-move-vs-referenced")
-    v = sc.variant("fixed")
     ended = []
 
     def done(sched):
         ended.append(sched)
+        if len(ended) == fail_at:
+            raise RuntimeError(f"schedule {fail_at - 1}")
         return engine.finish(sched)
 
-    for taken, _ in enumerate(engine.run_many(sc, v, RandomWalk(1), range(100_000), "trio", done=done), 1):
+    return engine.run_many(sc, sc.variant("fixed"), RandomWalk(1), range(schedules), "trio", done=done), ended
+
+
+def test_leaving_a_trio_loop_early_stops_its_run():
+    import threading
+
+    executions, ended = flagship_on_trio(100_000)
+    for taken, _ in enumerate(executions, 1):
         if taken == 3:
             break
+    executions.close()  # what dropping the last reference to it does
     assert not [t for t in threading.enumerate() if t.name == "fuzzrmap-trio"]
     assert len(ended) < 1000  # the run stopped soon after the caller left, not after 100000 schedules
 
 
 def test_results_made_before_an_error_in_a_trio_run_reach_the_caller_first():
-    sc = registry.get("uffd-move-vs-referenced")
-    v = sc.variant("fixed")
-
-    ended = []
-
-    def done(sched):
-        ended.append(sched)
-        if len(ended) == 21:
-            raise RuntimeError("schedule 20")
-        return engine.finish(sched)
-
+    executions, _ = flagship_on_trio(100, fail_at=21)
     taken = []
     with pytest.raises(RuntimeError, match="schedule 20"):
-        for execution in engine.run_many(sc, v, RandomWalk(1), range(100), "trio", done=done):
+        for execution in executions:
             taken.append(execution)
     assert len(taken) == 20
