@@ -111,7 +111,8 @@ SCENARIO_FILE_HELP = ("the scenario file of a seed file recorded from one (a see
 HUNT_HELP = """\
 Enumerate every multiset of 1..N actors of a catalogue (with at least one rmap
 reader or walker; the RCU thread always runs), prune those whose actors share
-no written resource in a sequential run of each actor alone (a heuristic),
+no written resource in sequential runs of each actor, alone and after each
+other (a heuristic),
 explore each kept one up to E executions (PCT sampling past the budget),
 deduplicate violations by signature, shrink one witness each and write its
 seed file.  DIR gets manifest.json, compositions/, findings/, hunt.md, hunt.json.

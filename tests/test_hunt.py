@@ -58,11 +58,11 @@ def test_a_variant_outside_the_generation_is_refused(generation, variant, messag
 
 def footprints(variant="fixed"):
     v = CATALOGUE.variants[[x.name for x in CATALOGUE.variants].index(variant)]
-    return {c.name: hunt.footprint(CATALOGUE, v, c) for a in CATALOGUE.actors for c in a.casts()}
+    return hunt.Footprints(CATALOGUE, v)
 
 
 def test_footprints_leave_out_the_threads_own_resources():
-    fp = footprints()["page-idle"]
+    fp = footprints().of(CATALOGUE.parse("page-idle").casts[0])
     assert fp["folio.mapping"] is False and fp["anon_vma#1.rwsem"] is True
     assert not any(r.endswith(":reader") for r in fp)
 
@@ -74,6 +74,17 @@ def test_only_a_shared_written_resource_keeps_a_composition():
     assert hunt.isolated(CATALOGUE.compose("page-idle", "fork"), fp).name == "page-idle"
     assert hunt.isolated(CATALOGUE.compose("page-idle", "fork", "fork"), fp).name == "page-idle"
     assert hunt.isolated(CATALOGUE.compose("page-idle", "uffd-move(src=S)", "munmap(vma=S)", "fork"), fp) is None
+
+
+def test_what_an_actor_touches_after_another_keeps_a_composition():
+    """MADV_DONTNEED of D zaps F only once a move has put F there: alone it shares nothing with
+    the reader, after the move it does, and the composition, where F2 lives, is kept."""
+    fp = footprints()
+    reader, move, zap = CATALOGUE.compose("page-idle", "uffd-move(src=S)", "madv-dontneed(vma=D)").casts
+    assert not hunt.communicate(fp.of(reader), fp.of(zap))
+    assert hunt.communicate(fp.of(reader), fp.of(zap, after=move))
+    assert hunt.isolated(CATALOGUE.compose("page-idle", "madv-dontneed(vma=D)"), fp).name == "page-idle"
+    assert hunt.isolated(CATALOGUE.compose("page-idle", "uffd-move(src=S)", "madv-dontneed(vma=D)"), fp) is None
 
 
 def test_compositions_are_named_as_their_seed_files_name_them():
