@@ -117,8 +117,7 @@ _RESULTS, _END, _RAISE = "results", "end", "raise"
 async def _run_all(prepared: Iterable[Prepare], done: Callable[[Scheduler], Result],
                    handover: queue.SimpleQueue, room: threading.Semaphore, stop: threading.Event) -> None:
     error = None
-    batch: List[Result] = []
-    since = time.monotonic()
+    batch: List[Result] = []  # made since ``since``, not handed over yet
     async with trio.open_nursery() as nursery:
         pool = _Pool(nursery)
         try:
